@@ -1,0 +1,258 @@
+"""One transformer pass -> three representations (BGE-M3 definitions, see MISSION.md).
+
+`Encoder.encode_queries` / `Encoder.encode_documents` return one `Encoded` per text. Texts are
+tokenised once, grouped by length and packed into batches under a token budget, so one long text
+never pads a whole batch (BGE-M3 section 3.4); results come back in input order. No
+[batch, tokens, vocab] tensor is ever built and no padding vector is ever kept.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hsearch.errors import InputError
+from hsearch.types import Encoded
+
+log = logging.getLogger("hsearch")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a loaded model is, as recorded in a collection (a different spec is a different model)."""
+
+    name: str
+    pooling: str = "cls"  # "cls" (BGE-M3) or "mean" (e5, MiniLM)
+    query_prefix: str = ""
+    document_prefix: str = ""
+    max_length: int = 512  # the model's trained window (position table size - offset)
+    normalize: bool = True
+    sparse_head: str = "trained"  # "trained" | "unit" (no head file: weight 1 per distinct token)
+    colbert_head: str = "trained"  # "trained" | "identity" (no head file: normalised token states)
+    fingerprint: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def describe_heads(self) -> dict[str, str]:
+        notes = {"dense": f"{self.pooling} pooling"}
+        notes["sparse"] = ("trained head (sparse_linear.pt)" if self.sparse_head == "trained"
+                           else "missing: using unit weights (1.0 per distinct token); train heads for a real signal")
+        notes["colbert"] = ("trained head (colbert_linear.pt)" if self.colbert_head == "trained"
+                            else "missing: using the normalised token states (identity head)")
+        return notes
+
+
+def token_budget_batches(lengths: list[int], budget: int, max_batch: int) -> list[list[int]]:
+    """Indices grouped into batches, longest first, so batch_size * longest_in_batch <= budget.
+
+    A text longer than the budget still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, current, longest = [], [], 0
+    for i in order:
+        n = lengths[i]
+        longest_if_added = max(longest, n)
+        if current and (longest_if_added * (len(current) + 1) > budget or len(current) >= max_batch):
+            batches.append(current)
+            current, longest_if_added = [], n
+        current.append(i)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches
+
+
+def fixed_size_batches(n: int, batch_size: int) -> list[list[int]]:
+    """Plain input-order batches (the baseline the benchmark compares against)."""
+    return [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+
+
+class Encoder:
+    """A transformer with BGE-M3's three heads. Build it with `hsearch.encode.load_encoder`."""
+
+    def __init__(self, model, tokenizer, spec: EncoderSpec, sparse_linear=None, colbert_linear=None,
+                 device: str | None = None, threads: int | None = None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # fp16 on a GPU halves memory and doubles speed; float32 on CPU is measured fastest there.
+        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.sparse_linear = sparse_linear.to(self.device, self.dtype).eval() if sparse_linear else None
+        self.colbert_linear = colbert_linear.to(self.device, self.dtype).eval() if colbert_linear else None
+        self._special_ids = sorted({
+            tid for tid in (tokenizer.cls_token_id, tokenizer.eos_token_id, tokenizer.sep_token_id,
+                            tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.bos_token_id)
+            if tid is not None})
+        self._needs_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def colbert_dim(self) -> int:
+        return int(self.colbert_linear.out_features) if self.colbert_linear is not None else self.dim
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def encode_queries(self, texts, **kw) -> list[Encoded]:
+        return self.encode(texts, is_query=True, **kw)
+
+    def encode_documents(self, texts, **kw) -> list[Encoded]:
+        return self.encode(texts, is_query=False, **kw)
+
+    def encode(self, texts, *, is_query: bool = False, dense: bool = True, sparse: bool = True,
+               colbert: bool = True, max_length: int | None = None, token_budget: int = 16384,
+               max_batch: int = 128, batching: str = "tokens", progress: bool = False) -> list[Encoded]:
+        """Encode `texts` (a list of non-empty strings). Over-long texts are truncated with a warning."""
+        texts = _check_texts(texts)
+        if not texts:
+            return []
+        max_length = self._window(max_length)
+        prefix = self.spec.query_prefix if is_query else self.spec.document_prefix
+        ids, cut = self.tokenize([prefix + t for t in texts], max_length)
+        if sum(c > 0 for c in cut):
+            log.warning("%d of %d texts were longer than %d tokens; %d tokens were cut. Long documents are "
+                        "split into chunks by `hsearch index`; for a single text raise --max-length up to "
+                        "the model's window or use a long-context method.", sum(c > 0 for c in cut), len(texts),
+                        max_length, sum(cut))
+        lengths = [len(x) for x in ids]
+        if batching == "tokens":
+            batches = token_budget_batches(lengths, token_budget, max_batch)
+        elif batching == "fixed":
+            batches = fixed_size_batches(len(ids), max_batch)
+        else:
+            raise InputError(f"unknown batching {batching!r}; choose 'tokens' or 'fixed'")
+        out: list[Encoded | None] = [None] * len(texts)
+        bar = _progress(progress, total=sum(lengths), desc="encoding", unit="tok")
+        for batch in batches:
+            for i, enc in zip(batch, self._encode_batch([ids[i] for i in batch], dense, sparse, colbert)):
+                enc.truncated_tokens = cut[i]
+                out[i] = enc
+            if bar is not None:
+                bar.update(sum(lengths[i] for i in batch))
+        if bar is not None:
+            bar.close()
+        return out  # type: ignore[return-value]
+
+    def tokenize(self, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
+        """Token ids per text (with special tokens, cut to max_length) and how many tokens were cut."""
+        full = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        cut = [max(0, len(x) - max_length) for x in full]
+        long = [i for i, c in enumerate(cut) if c]
+        if long:  # re-tokenise only the long ones, so the tokenizer's own truncation rule applies
+            short = self.tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True,
+                                   max_length=max_length)["input_ids"]
+            for i, x in zip(long, short):
+                full[i] = x
+        return [list(x) for x in full], cut
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _window(self, max_length: int | None) -> int:
+        if max_length is None:
+            return self.spec.max_length
+        if max_length < 2:
+            raise InputError(f"max_length must be at least 2, got {max_length}")
+        if max_length > self.spec.max_length:
+            raise InputError(f"max_length {max_length} exceeds the model's window of {self.spec.max_length} "
+                             "tokens; use a long-context method to go beyond it")
+        return max_length
+
+    def hidden_states(self, batch_ids: list[list[int]]):
+        """Last hidden states (B, T, H) and the attention mask (B, T) of a padded batch."""
+        import torch
+
+        width = max(len(x) for x in batch_ids)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(batch_ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+        for r, x in enumerate(batch_ids):
+            input_ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[r, :len(x)] = 1
+        inputs = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if self._needs_token_types:
+            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+        with torch.inference_mode():
+            hidden = self.model(**inputs).last_hidden_state
+        return hidden, inputs["attention_mask"], inputs["input_ids"]
+
+    def _encode_batch(self, batch_ids, want_dense, want_sparse, want_colbert) -> list[Encoded]:
+        import torch
+
+        hidden, mask, input_ids = self.hidden_states(batch_ids)
+        with torch.inference_mode():
+            dense = sparse_w = colb = None
+            if want_dense:
+                dense = self._pool(hidden, mask).float()
+                if self.spec.normalize:
+                    dense = torch.nn.functional.normalize(dense, dim=-1)
+                dense = dense.cpu().numpy()
+            if want_sparse:
+                if self.sparse_linear is not None:
+                    sparse_w = torch.relu(self.sparse_linear(hidden)).squeeze(-1).float().cpu().numpy()
+                else:
+                    sparse_w = np.ones(tuple(hidden.shape[:2]), dtype=np.float32)
+            if want_colbert:
+                states = hidden[:, 1:]
+                if self.colbert_linear is not None:
+                    states = self.colbert_linear(states)
+                colb = torch.nn.functional.normalize(states.float(), dim=-1).cpu().numpy()
+        results = []
+        specials = np.asarray(self._special_ids, dtype=np.int64)
+        for r, ids in enumerate(batch_ids):
+            n = len(ids)
+            enc = Encoded(n_tokens=n)
+            if dense is not None:
+                enc.dense = dense[r]
+            if sparse_w is not None:
+                enc.sparse = _max_pool_weights(np.asarray(ids, dtype=np.int64), sparse_w[r, :n], specials)
+            if colb is not None:
+                enc.colbert = np.ascontiguousarray(colb[r, : n - 1])  # first position dropped, no padding
+            results.append(enc)
+        return results
+
+    def _pool(self, hidden, mask):
+        if self.spec.pooling == "cls":
+            return hidden[:, 0]
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def _max_pool_weights(ids: np.ndarray, weights: np.ndarray, specials: np.ndarray) -> dict[int, float]:
+    """{token id: max weight over its occurrences}, special tokens and weights <= 0 dropped."""
+    keep = (weights > 0) & ~np.isin(ids, specials)
+    ids, weights = ids[keep], weights[keep]
+    if ids.size == 0:
+        return {}
+    order = np.lexsort((-weights, ids))  # by id, then weight descending: first of each id is its max
+    ids, weights = ids[order], weights[order]
+    first = np.ones(ids.size, dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    return {int(t): float(w) for t, w in zip(ids[first], weights[first])}
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise InputError("pass a list of texts, not a single string (wrap it: [text])")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InputError(f"text {i} is a {type(t).__name__}, not a string; convert it with str() first")
+        if not t.strip():
+            raise InputError(f"text {i} is empty or only whitespace; remove it before encoding")
+    return texts
+
+
+def _progress(enabled: bool, **kw):
+    if not enabled or os.environ.get("HSEARCH_QUIET"):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(**kw)

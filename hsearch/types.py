@@ -1,0 +1,36 @@
+"""Plain data types shared by every layer (imports nothing from hsearch)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Encoded:
+    """The three representations of one text, as produced by one encoder pass.
+
+    dense:   (dim,) float32, L2-normalised, or None when the dense head is off.
+    sparse:  {token id: weight > 0}, max-pooled over repeats, special tokens dropped.
+    colbert: (n_tokens, dim) float32, each row L2-normalised, first position dropped, no padding.
+    """
+
+    dense: np.ndarray | None = None
+    sparse: dict[int, float] | None = None
+    colbert: np.ndarray | None = None
+    n_tokens: int = 0
+    truncated_tokens: int = 0
+
+
+@dataclass
+class Hit:
+    """One search result: a document with its best chunk."""
+
+    id: str
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+    snippet: str = ""
+    path: str | None = None
+    title: str | None = None
+    chunk: int = 0
+    metadata: dict = field(default_factory=dict)
