@@ -1,0 +1,36 @@
+"""Every knob of a collection, frozen and saved in its manifest."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from hsearch.errors import InputError
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    model: str = "e5-small"
+    chunk_tokens: int | None = None  # None: the model's window minus special tokens and prefix
+    chunk_overlap: int = 64
+    dense_index: str = "auto"  # auto | flat | hnsw
+    colbert_codec: str = "int8"  # int8 | float16 | pq
+    store_colbert: bool = True
+    sparse_quantize: bool = False  # ceil(100 * w) as integers, as BGE-M3's own evaluation did
+    bm25: bool = True
+    bm25_tokenizer: str = "en_stem"
+    commit_every: int = 20_000  # chunks per segment: an interrupted run keeps what it committed
+
+    def __post_init__(self):
+        if self.chunk_tokens is not None and self.chunk_tokens < 16:
+            raise InputError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
+        if self.chunk_overlap < 0 or (self.chunk_tokens and self.chunk_overlap >= self.chunk_tokens):
+            raise InputError("chunk_overlap must be >= 0 and smaller than chunk_tokens")
+        if self.commit_every < 1:
+            raise InputError("commit_every must be at least 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CollectionConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,192 @@
+"""The facade: open or create a collection, index, add, delete, plan, search, explain.
+
+    from hsearch import open_collection
+    col = open_collection("./my-collection", create=True)    # bundled default model
+    col.index("./corpus")
+    for hit in col.search("how do dogs play?", mode="dense+sparse", k=5):
+        print(hit.score, hit.id, hit.snippet)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from hsearch.config import CollectionConfig
+from hsearch.errors import CollectionError, InputError
+from hsearch.ingest.loaders import Document, LoadStats, load_path
+from hsearch.query.execute import execute
+from hsearch.query.plan import Plan, make_plan, parse_where
+from hsearch.snapshot import Snapshot
+from hsearch.storage.manifest import MANIFEST, Manifest
+from hsearch.types import Hit
+from hsearch.writer import IndexReport, Writer
+
+DEFAULT_COLLECTION = ".hsearch"
+
+
+def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = False, model: str | None = None,
+                    config: CollectionConfig | None = None, device: str | None = None,
+                    threads: int | None = None) -> "Collection":
+    """Open the collection at `path`; with create=True, make it if it does not exist yet.
+
+    `model` defaults to the model that built the collection (or the bundled default for a new one);
+    naming a different model for an existing collection is an error.
+    """
+    folder = Path(path).expanduser()
+    if (folder / MANIFEST).exists():
+        manifest = Manifest.load(folder)
+        if config is not None and config.to_dict() != manifest.config:
+            changed = {k for k, v in config.to_dict().items() if manifest.config.get(k) != v and k != "model"}
+            if changed - {"commit_every"}:
+                raise CollectionError(f"{folder} was built with other settings ({', '.join(sorted(changed))}); "
+                                      "use a new --collection folder, or rebuild this one after deleting it")
+        col = Collection(folder, manifest, device=device, threads=threads)
+        if model is not None:
+            col._check_model(model)
+        return col
+    if not create:
+        raise CollectionError(f"no collection at {folder}; create one with `hsearch index PATH --collection {folder}`")
+    config = config or CollectionConfig()
+    if model is not None:
+        config = replace(config, model=model)
+    from hsearch.encode import load_encoder
+
+    encoder = load_encoder(config.model, device=device, threads=threads)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = asdict(encoder.spec)
+    manifest = Manifest(config=config.to_dict(), encoder={**spec, "dim": encoder.dim,
+                                                          "colbert_dim": encoder.colbert_dim})
+    manifest.save(folder)
+    col = Collection(folder, manifest, device=device, threads=threads)
+    col._encoder = encoder
+    return col
+
+
+class Collection:
+    def __init__(self, folder: Path, manifest: Manifest, device=None, threads=None):
+        self.folder, self._manifest = folder, manifest
+        self.config = CollectionConfig.from_dict(manifest.config)
+        self._device, self._threads = device, threads
+        self._encoder = None
+        self._snapshot: Snapshot | None = None
+        self._snapshot_key = None
+
+    # ---- model ------------------------------------------------------------------------------
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from hsearch.encode import load_encoder
+
+            self._encoder = load_encoder(self.config.model, device=self._device, threads=self._threads)
+            self._check_fingerprint(self._encoder.spec.fingerprint, self.config.model)
+        return self._encoder
+
+    def _check_model(self, model: str):
+        from hsearch.encode.loader import _fingerprint, resolve_model_dir
+
+        self._check_fingerprint(_fingerprint(resolve_model_dir(model)), model)
+
+    def _check_fingerprint(self, fingerprint: str, model: str):
+        built = self._manifest.encoder.get("fingerprint")
+        if built and fingerprint != built:
+            raise CollectionError(f"{self.folder} was built with model {self._manifest.encoder.get('name')!r}, "
+                                  f"not {model!r}; query it with that model, or index into a new --collection")
+
+    # ---- writing ----------------------------------------------------------------------------
+    def index(self, path: str | Path, progress: bool = False, stats: LoadStats | None = None) -> IndexReport:
+        """Index a folder or corpus.jsonl: encode new and changed documents, drop deleted ones."""
+        stats = stats if stats is not None else LoadStats()
+        src = Path(path).expanduser().resolve()
+        docs = load_path(src, stats)
+        report = self._write(lambda w: w.sync(docs, str(src), delete_missing=True, progress=progress))
+        if stats.documents == 0 and report.unchanged == 0:
+            raise InputError(f"no documents found in {path} ({stats.files} files, {stats.skipped_binary} binary, "
+                             f"{stats.skipped_empty} empty); point it at a folder of text files or a corpus.jsonl")
+        return report
+
+    def add(self, documents, progress: bool = False) -> IndexReport:
+        """Add or replace documents: `Document`s or dicts with id/_id, text, and optional title/metadata."""
+        docs = [d if isinstance(d, Document) else _doc_from_dict(d, i) for i, d in enumerate(documents)]
+        return self._write(lambda w: w.sync(docs, "api", delete_missing=False, progress=progress))
+
+    def delete(self, ids) -> int:
+        """Delete documents by id; returns how many existed."""
+        if isinstance(ids, str):
+            ids = [ids]
+        return self._write(lambda w: w.delete(list(ids)))
+
+    def _write(self, job):
+        self._manifest = Manifest.load(self.folder)
+        w = Writer(self.folder, self._manifest, self.config, self.encoder)
+        try:
+            return job(w)
+        finally:
+            self._manifest = w.manifest
+            w.close()
+
+    # ---- reading ----------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """The latest committed state (re-read when another process committed since)."""
+        st = (self.folder / MANIFEST).stat()
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._snapshot is None or key != self._snapshot_key:
+            self._snapshot, self._snapshot_key = Snapshot(self.folder), key
+        return self._snapshot
+
+    def plan(self, query: str, mode: str = "dense+sparse", k: int = 10, where=(), **options) -> Plan:
+        """The plan `search` would run, without running it (`describe()` prints it)."""
+        if isinstance(where, (list, tuple)) and where and isinstance(where[0], str):
+            where = parse_where(where)
+        plan = make_plan(query, mode, k=k, where=where, **options)
+        if "colbert" in plan.signals and not self.config.store_colbert:
+            raise InputError("this collection was built without multi-vectors (store_colbert=False); "
+                             "drop colbert from --mode or rebuild with them")
+        if "bm25" in plan.signals and not self.config.bm25:
+            raise InputError("this collection was built without BM25; drop bm25 from --mode or rebuild with it")
+        return plan
+
+    def search(self, query: str, mode: str = "dense+sparse", k: int = 10, where=(), **options) -> list[Hit]:
+        plan = self.plan(query, mode, k=k, where=where, **options)
+        return self.run(plan)
+
+    def run(self, plan: Plan, encoded=None) -> list[Hit]:
+        """Execute a plan (with a pre-encoded query when given)."""
+        snap = self.snapshot()
+        if encoded is None:
+            need = set(plan.signals) | set(plan.first_stage)
+            encoded = self.encoder.encode_queries([plan.query], dense="dense" in need, sparse="sparse" in need,
+                                                  colbert="colbert" in need)[0]
+        allowed = snap.docs.filtered_chunk_ids(plan.where) if plan.where else None
+        return execute(plan, snap, encoded, allowed)
+
+    def info(self) -> dict:
+        snap = self.snapshot()
+        m = snap.manifest
+        size = {}
+        for part in ("segments", "bm25", "docs.sqlite"):
+            p = self.folder / part
+            files = [p] if p.is_file() else list(p.rglob("*")) if p.exists() else []
+            size[part] = sum(f.stat().st_size for f in files if f.is_file())
+        live_docs = snap.docs.live_docs([s.name for s in m.segments], snap.dead_docs)
+        return {"collection": str(self.folder), "model": m.encoder.get("name"), "documents": len(live_docs),
+                "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
+                "bytes": size, "heads": _heads(m.encoder), "config": m.config}
+
+
+def _heads(encoder: dict) -> dict:
+    from hsearch.encode.encoder import EncoderSpec
+
+    spec = {k: v for k, v in encoder.items() if k in EncoderSpec.__dataclass_fields__}
+    return EncoderSpec(**spec).describe_heads() if spec.get("name") else {}
+
+
+def _doc_from_dict(d: dict, i: int) -> Document:
+    if not isinstance(d, dict):
+        raise InputError(f"document {i} is a {type(d).__name__}; pass dicts with 'id' and 'text'")
+    doc_id = d.get("id", d.get("_id"))
+    text = d.get("text")
+    if doc_id is None or not isinstance(text, str) or not text.strip():
+        raise InputError(f"document {i} needs an 'id' and a non-empty 'text'")
+    meta = {k: v for k, v in d.items() if k not in ("id", "_id", "text", "title", "metadata")}
+    meta.update(d.get("metadata") or {})
+    return Document(id=str(doc_id), text=text, title=str(d.get("title") or ""), path=d.get("path"), metadata=meta)

@@ -1,0 +1,30 @@
+"""Split a document into windows of at most `size` tokens with `overlap` tokens shared between
+neighbours, cut at token boundaries and mapped back to character spans of the original text."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Chunk:
+    text: str
+    start: int  # character offsets in the document text
+    end: int
+
+
+def chunk_text(text: str, tokenizer, size: int, overlap: int) -> list[Chunk]:
+    """Chunks of `text` of at most `size` tokens (special tokens not counted)."""
+    if overlap >= size:
+        raise ValueError(f"chunk overlap ({overlap}) must be smaller than the chunk size ({size})")
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+    offsets = enc["offset_mapping"]
+    if len(offsets) <= size:
+        return [Chunk(text, 0, len(text))]
+    chunks, step = [], size - overlap
+    for s in range(0, len(offsets), step):
+        window = offsets[s:s + size]
+        start, end = window[0][0], window[-1][1]
+        chunks.append(Chunk(text[start:end], start, end))
+        if s + size >= len(offsets):
+            break
+    return chunks

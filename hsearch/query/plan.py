@@ -1,0 +1,133 @@
+"""Parse a query request into a readable plan; execution lives in execute.py.
+
+The default plan follows the BGE-M3 protocol: every first-stage signal (dense, sparse, bm25)
+retrieves its own top-`depth`, the union is re-scored by every requested signal and fused;
+`colbert` never retrieves on its own: alone it re-ranks the dense top-`colbert_depth`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hsearch.errors import InputError
+
+from .fusion import FUSIONS, NORMALIZERS
+
+SIGNALS = ("dense", "sparse", "colbert", "bm25")
+FIRST_STAGE = ("dense", "sparse", "bm25")
+# BGE-M3 README's weights for dense/sparse/colbert ([0.4, 0.2, 0.4]); bm25 joins with weight 0.4
+# and forces min-max normalisation, because its raw scores are not on the [0, 1]-ish scale of the others.
+DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4, "bm25": 0.4}
+WEIGHT_SOURCE = "BGE-M3 README [0.4, 0.2, 0.4] for dense/sparse/colbert; bm25 0.4 (ours)"
+
+
+@dataclass(frozen=True)
+class Plan:
+    query: str
+    signals: tuple[str, ...]  # every signal that scores the candidates
+    first_stage: tuple[str, ...]  # signals that retrieve candidates
+    depth: int  # candidates each first-stage signal retrieves
+    k: int  # documents returned
+    fusion: str = "weighted"
+    normalize: str = "none"
+    weights: dict = field(default_factory=dict)
+    rrf_k: int = 60
+    where: tuple = ()
+
+    def describe(self) -> str:
+        lines = [f"query: {self.query!r}",
+                 f"1. retrieve: {', '.join(f'{s} top-{self.depth}' for s in self.first_stage)}"
+                 + ("" if len(self.first_stage) == 1 else " -> union"),
+                 f"2. re-score every candidate with: {', '.join(self.signals)}"]
+        if len(self.signals) == 1:
+            lines.append(f"3. rank by {self.signals[0]}")
+        elif self.fusion == "rrf":
+            lines.append(f"3. fuse: reciprocal rank fusion, k={self.rrf_k}")
+        else:
+            w = ", ".join(f"{s}={self.weights[s]:g}" for s in self.signals)
+            lines.append(f"3. fuse: weighted sum ({w}), normalisation={self.normalize}")
+        lines.append(f"4. group chunks by document (best chunk wins), return top-{self.k}")
+        if self.where:
+            lines.insert(1, "0. filter: " + " and ".join(f"{f}{o}{v}" for f, o, v in self.where))
+        return "\n".join(lines)
+
+
+def parse_mode(mode: str) -> tuple[str, ...]:
+    """'dense+sparse' -> ('dense', 'sparse'); 'all' -> dense+sparse+colbert."""
+    if not isinstance(mode, str) or not mode.strip():
+        raise InputError("empty mode; choose from dense, sparse, colbert, bm25 joined by '+', or 'all'")
+    parts = [p.strip().lower() for p in mode.split("+")]
+    out = []
+    for p in parts:
+        if p == "all":
+            out += ["dense", "sparse", "colbert"]
+        elif p in SIGNALS:
+            out.append(p)
+        else:
+            raise InputError(f"unknown mode {p!r}; choose from {', '.join(SIGNALS)} joined by '+', or 'all'")
+    return tuple(s for s in SIGNALS if s in out)  # canonical order, duplicates removed
+
+
+def parse_weights(text: str | None, signals) -> dict[str, float]:
+    """'dense=0.4,sparse=0.2' (or '0.4,0.2' in mode order) -> weights; unspecified ones default."""
+    weights = dict(DEFAULT_WEIGHTS)
+    if not text:
+        return weights
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    try:
+        if all("=" in x for x in items):
+            for x in items:
+                name, value = x.split("=", 1)
+                if name.strip() not in SIGNALS:
+                    raise InputError(f"unknown signal {name!r} in --weights; choose from {', '.join(SIGNALS)}")
+                weights[name.strip()] = float(value)
+        elif len(items) == len(signals):
+            weights.update({s: float(v) for s, v in zip(signals, items)})
+        else:
+            raise InputError(f"--weights needs name=value pairs or {len(signals)} numbers (one per signal of the mode)")
+    except ValueError:
+        raise InputError(f"--weights {text!r}: weights must be numbers, e.g. dense=0.4,sparse=0.2") from None
+    if any(w < 0 for w in weights.values()):
+        raise InputError("--weights must not be negative")
+    return weights
+
+
+_WHERE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(!=|<=|>=|=|~|<|>)\s*(.*?)\s*$")
+
+
+def parse_where(items) -> tuple:
+    """['lang=de', 'path~docs/*', 'year>=2020'] -> (('lang', '=', 'de'), ...)."""
+    out = []
+    for item in items or ():
+        m = _WHERE.match(item)
+        if not m:
+            raise InputError(f"bad --where {item!r}; use FIELD=VALUE, FIELD!=VALUE, FIELD>NUMBER or path~GLOB")
+        out.append(m.groups())
+    return tuple(out)
+
+
+def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 100, fusion: str = "weighted",
+              weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
+              where=(), colbert_depth: int = 200) -> Plan:
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("empty query; give the text to search for")
+    signals = parse_mode(mode)
+    if fusion not in FUSIONS:
+        raise InputError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    if depth < 1:
+        raise InputError(f"depth must be at least 1, got {depth}")
+    w = weights if isinstance(weights, dict) else parse_weights(weights, signals)
+    w = {**DEFAULT_WEIGHTS, **w}
+    if normalize is None:
+        normalize = "minmax" if "bm25" in signals and len(signals) > 1 else "none"
+    if normalize not in NORMALIZERS:
+        raise InputError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZERS)}")
+    first = tuple(s for s in signals if s in FIRST_STAGE)
+    if not first:  # colbert alone re-ranks the dense top-N (BGE-M3 protocol)
+        first, depth = ("dense",), max(depth, colbert_depth)
+    depth = max(depth, k)
+    return Plan(query=query, signals=signals, first_stage=first, depth=depth, k=k, fusion=fusion,
+                normalize=normalize, weights={s: w[s] for s in signals}, rrf_k=rrf_k,
+                where=tuple(where) if not isinstance(where, tuple) else where)

@@ -1,0 +1,125 @@
+"""Documents, chunks and metadata in SQLite (through sqlite-utils).
+
+Rows are only ever added by a writer; which rows are live is decided by the manifest (a row's
+segment must be listed and its doc row not tombstoned). Rows left by an interrupted run are
+invisible and removed by the next writer.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from hsearch.errors import CollectionError, InputError
+
+
+class DocStore:
+    def __init__(self, path: Path, readonly: bool = False):
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(path), check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")  # readers keep a snapshot while a writer commits
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("select 1 from sqlite_master limit 1").fetchall()
+        except sqlite3.DatabaseError as e:
+            raise CollectionError(f"document store {path} is unreadable ({e}); rebuild the collection") from None
+        if not readonly:
+            self._create()
+
+    def _create(self):
+        if "docs" not in self.db.table_names():
+            self.db["docs"].create({"row": int, "doc_id": str, "segment": str, "source": str, "path": str,
+                                    "title": str, "hash": str, "metadata": str, "n_chunks": int}, pk="row")
+            self.db["docs"].create_index(["doc_id"])
+            self.db["chunks"].create({"chunk_id": int, "doc_row": int, "chunk_no": int, "text": str,
+                                      "start": int, "end": int}, pk="chunk_id")
+            self.db["chunks"].create_index(["doc_row"])
+
+    def next_doc_row(self) -> int:
+        row = self.db.execute("select max(row) from docs").fetchone()[0]
+        return (row or 0) + 1
+
+    def insert(self, docs: list[dict], chunks: list[dict]) -> None:
+        with self.db.conn:
+            self.db["docs"].insert_all(docs, batch_size=1000)
+            self.db["chunks"].insert_all(chunks, batch_size=1000)
+
+    def live_docs(self, segments: list[str], deleted_rows: np.ndarray, source: str | None = None) -> dict[str, tuple[int, str]]:
+        """{doc_id: (row, hash)} of live documents (optionally only those indexed from `source`)."""
+        if not segments:
+            return {}
+        marks = ",".join("?" * len(segments))
+        sql = f"select row, doc_id, hash from docs where segment in ({marks})"
+        args = list(segments)
+        if source is not None:
+            sql += " and source = ?"
+            args.append(source)
+        dead = set(deleted_rows.tolist())
+        return {d: (r, h) for r, d, h in self.db.execute(sql, args) if r not in dead}
+
+    def chunk_ids_of_rows(self, rows) -> np.ndarray:
+        rows = list(rows)
+        out = []
+        for s in range(0, len(rows), 900):
+            part = rows[s:s + 900]
+            marks = ",".join("?" * len(part))
+            out += [r[0] for r in self.db.execute(f"select chunk_id from chunks where doc_row in ({marks})", part)]
+        return np.asarray(out, dtype=np.int64)
+
+    def chunks(self, chunk_ids) -> dict[int, dict]:
+        """chunk id -> {text, doc fields} for the given chunks."""
+        ids = [int(c) for c in chunk_ids]
+        out = {}
+        for s in range(0, len(ids), 900):
+            part = ids[s:s + 900]
+            marks = ",".join("?" * len(part))
+            sql = (f"select c.chunk_id, c.chunk_no, c.text, d.doc_id, d.path, d.title, d.metadata, d.row "
+                   f"from chunks c join docs d on d.row = c.doc_row where c.chunk_id in ({marks})")
+            for cid, no, text, doc_id, path, title, meta, row in self.db.execute(sql, part):
+                out[cid] = {"chunk_no": no, "text": text, "doc_id": doc_id, "path": path, "title": title,
+                            "metadata": json.loads(meta or "{}"), "row": row}
+        return out
+
+    def filtered_chunk_ids(self, where: list[tuple[str, str, str]]) -> np.ndarray:
+        """Sorted chunk ids whose document matches every (field, op, value) condition.
+
+        Fields: path, id, title, or a metadata key. Ops: = != < > <= >= and ~ (glob pattern).
+        """
+        clauses, args = [], []
+        for fld, op, value in where:
+            columns = {"path": "d.path", "id": "d.doc_id", "doc_id": "d.doc_id", "title": "d.title"}
+            col, col_args = (columns[fld], []) if fld in columns else ("json_extract(d.metadata, ?)", [f"$.{fld}"])
+            if op == "~":
+                clauses.append(f"{col} glob ?")
+                args += col_args + [value]
+            elif op in ("=", "!="):  # compare as text so that lang=de and year=2020 both work
+                clauses.append(f"cast({col} as text) {op} ?")
+                args += col_args + [value]
+            elif op in ("<", ">", "<=", ">="):
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise InputError(f"--where {fld}{op}{value}: '{value}' is not a number") from None
+                clauses.append(f"cast({col} as real) {op} ?")
+                args += col_args + [number]
+            else:
+                raise InputError(f"unknown --where operator {op!r}; use = != < > <= >= or ~ (glob)")
+        sql = "select c.chunk_id from chunks c join docs d on d.row = c.doc_row where " + " and ".join(clauses)
+        try:
+            ids = [r[0] for r in self.db.execute(sql, args)]
+        except sqlite3.OperationalError as e:
+            raise InputError(f"bad --where filter ({e})") from None
+        return np.asarray(sorted(ids), dtype=np.int64)
+
+    def delete_rows_not_in(self, segments: list[str]) -> None:
+        """Remove rows of interrupted runs (their segment never reached the manifest)."""
+        marks = ",".join("?" * len(segments)) or "''"
+        with self.db.conn:
+            self.db.execute(f"delete from chunks where doc_row in (select row from docs where segment not in ({marks}))",
+                            segments)
+            self.db.execute(f"delete from docs where segment not in ({marks})", segments)

@@ -1,0 +1,81 @@
+"""The manifest: the one small file that says which segments and tombstones make the collection.
+
+It is replaced atomically, and only after every file it names is on disk, so a reader that loads
+it sees a complete, consistent snapshot however a writer dies.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hsearch.errors import CollectionError
+
+from .atomic import fsync_dir, write_json_atomic
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Segment:
+    name: str
+    start: int  # chunk ids [start, end)
+    end: int
+
+
+@dataclass
+class Manifest:
+    generation: int = 0
+    config: dict = field(default_factory=dict)
+    encoder: dict = field(default_factory=dict)
+    segments: list[Segment] = field(default_factory=list)
+    next_chunk_id: int = 0
+    tombstones: str | None = None  # file with deleted chunk ids and doc rows, named by generation
+    format: int = FORMAT
+
+    @classmethod
+    def load(cls, folder: Path) -> "Manifest":
+        path = folder / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CollectionError(f"{folder} is not an hsearch collection (no {MANIFEST}); "
+                                  "build one with `hsearch index PATH --collection DIR`") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CollectionError(f"{path} is corrupted ({e}); restore it from a backup or rebuild the "
+                                  "collection with `hsearch index`") from None
+        if data.get("format") != FORMAT:
+            raise CollectionError(f"{path} has format {data.get('format')}, this hsearch reads {FORMAT}; "
+                                  "rebuild the collection")
+        data["segments"] = [Segment(**s) for s in data.get("segments", [])]
+        return cls(**data)
+
+    def save(self, folder: Path) -> None:
+        write_json_atomic(folder / MANIFEST, asdict(self))
+
+    def load_tombstones(self, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted deleted chunk ids, sorted deleted doc rows)."""
+        if not self.tombstones:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        try:
+            with np.load(folder / self.tombstones) as z:
+                return z["chunks"], z["docs"]
+        except (OSError, ValueError, KeyError) as e:
+            raise CollectionError(f"tombstone file {self.tombstones} is unreadable ({e}); rebuild the collection") from None
+
+
+def write_tombstones(folder: Path, generation: int, chunks: np.ndarray, docs: np.ndarray) -> str:
+    name = f"tombstones-{generation:06d}.npz"
+    tmp = folder / f".{name}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, chunks=np.unique(chunks.astype(np.int64)), docs=np.unique(docs.astype(np.int64)))
+        f.flush()
+        import os
+
+        os.fsync(f.fileno())
+    tmp.rename(folder / name)
+    fsync_dir(folder)
+    return name
