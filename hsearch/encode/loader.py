@@ -63,11 +63,18 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a per-tensor bar on every load is noise in a CLI
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         model = AutoModel.from_pretrained(str(folder), dtype=torch.float32)
     except (OSError, ValueError) as e:
         raise ModelError(f"could not load the model in {folder}: {e}") from e
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     sparse_linear = colbert_linear = None
     if present:
         hidden = model.config.hidden_size

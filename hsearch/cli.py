@@ -1,0 +1,186 @@
+"""Thin CLI: each command opens the engine, calls one method, prints. Library errors become clean messages."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+
+import click
+
+from hsearch.errors import HsearchError
+
+COLLECTION = click.option("--collection", "-c", default=".hsearch", show_default=True, metavar="DIR",
+                          help="Collection folder.")
+
+
+def _handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(format="hsearch: %(message)s", level=logging.WARNING)
+        try:
+            return fn(*args, **kwargs)
+        except HsearchError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; the collection is as it was at its last commit", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hsearch")
+def main():
+    """Hybrid search: dense + learned sparse + multi-vector (+ BM25) from one encoder pass."""
+
+
+@main.command()
+@click.argument("path")
+@COLLECTION
+@click.option("--model", "-m", default=None, help="Model for a new collection: e5-small (default), minilm, a folder, or a HF id.")
+@click.option("--chunk-tokens", type=int, default=None, help="Tokens per chunk (default: the model's window).")
+@click.option("--chunk-overlap", type=int, default=64, show_default=True, help="Tokens shared by neighbouring chunks.")
+@click.option("--dense-index", type=click.Choice(["auto", "flat", "hnsw"]), default="auto", show_default=True)
+@click.option("--colbert-codec", type=click.Choice(["int8", "float16", "pq"]), default="int8", show_default=True)
+@click.option("--no-colbert", is_flag=True, help="Do not store multi-vectors (smaller; no colbert mode).")
+@click.option("--no-bm25", is_flag=True, help="Do not build the BM25 index.")
+@click.option("--threads", type=int, default=None, help="CPU threads for encoding.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_handle_errors
+def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, colbert_codec, no_colbert, no_bm25,
+          threads, quiet):
+    """Index a folder (recursively) or a BEIR corpus.jsonl; re-runs encode only new or changed documents."""
+    from hsearch.config import CollectionConfig
+    from hsearch.engine import open_collection
+    from hsearch.ingest.loaders import LoadStats
+
+    config = CollectionConfig(model=model or "e5-small", chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+                              dense_index=dense_index, colbert_codec=colbert_codec, store_colbert=not no_colbert,
+                              bm25=not no_bm25)
+    col = open_collection(collection, create=True, model=model, config=config, threads=threads)
+    stats = LoadStats()
+    report = col.index(path, progress=not quiet and sys.stderr.isatty(), stats=stats)
+    click.echo(f"{report.summary()} -> {collection}")
+    notes = [f"{n} {what}" for n, what in ((stats.skipped_binary, "binary files skipped"),
+                                           (stats.skipped_empty, "empty documents skipped"),
+                                           (stats.decode_errors, "files not valid UTF-8 (decoded with replacement)"))
+             if n]
+    if notes:
+        click.echo("note: " + "; ".join(notes), err=True)
+
+
+@main.command()
+@click.argument("path")
+@COLLECTION
+@click.option("--quiet", "-q", is_flag=True)
+@_handle_errors
+def add(path, collection, quiet):
+    """Add or replace the documents under PATH, keeping every other document."""
+    from hsearch.engine import open_collection
+    from hsearch.ingest.loaders import load_path
+
+    col = open_collection(collection)
+    report = col.add(list(load_path(path)), progress=not quiet and sys.stderr.isatty())
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("ids", nargs=-1, required=True)
+@COLLECTION
+@_handle_errors
+def delete(ids, collection):
+    """Delete documents by id (corpus _id, or path relative to the indexed folder)."""
+    from hsearch.engine import open_collection
+
+    n = open_collection(collection).delete(list(ids))
+    click.echo(f"{n} of {len(ids)} documents deleted")
+
+
+@main.command()
+@click.argument("text")
+@COLLECTION
+@click.option("--mode", default="dense+sparse", show_default=True,
+              help="dense, sparse, colbert, bm25 joined by '+', or 'all' (= dense+sparse+colbert).")
+@click.option("--k", "-k", default=10, show_default=True, help="Documents to return.")
+@click.option("--depth", default=100, show_default=True, help="Candidates each first-stage signal retrieves.")
+@click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
+@click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: BGE-M3's 0.4/0.2/0.4).")
+@click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None,
+              help="Score normalisation before a weighted sum (default: none; minmax when bm25 is fused).")
+@click.option("--rrf-k", default=60, show_default=True)
+@click.option("--where", multiple=True, help="Filter: FIELD=VALUE, FIELD>N, path~GLOB (repeatable, AND).")
+@click.option("--explain", is_flag=True, help="Print the plan and each hit's per-signal scores.")
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@_handle_errors
+def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, explain, as_json):
+    """Search the collection."""
+    from hsearch.engine import open_collection
+
+    col = open_collection(collection)
+    plan = col.plan(text, mode, k=k, where=list(where), depth=depth, fusion=fusion, weights=weights,
+                    normalize=normalize, rrf_k=rrf_k)
+    hits = col.run(plan)
+    if as_json:
+        click.echo(json.dumps([{"id": h.id, "score": h.score, "scores": h.scores, "snippet": h.snippet,
+                                "path": h.path, "title": h.title, "chunk": h.chunk, "metadata": h.metadata}
+                               for h in hits], ensure_ascii=False, indent=1))
+        return
+    if explain:
+        click.echo(plan.describe() + "\n")
+    if not hits:
+        click.echo("no results")
+    for rank, h in enumerate(hits, 1):
+        where_ = f"  ({h.path})" if h.path and h.path != h.id else ""
+        click.echo(f"{rank:>3}. {h.score:8.4f}  {h.id}{where_}")
+        if explain:
+            click.echo("      " + "  ".join(f"{s}={v:.4f}" for s, v in h.scores.items()) + f"  chunk={h.chunk}")
+        click.echo(f"      {h.snippet}")
+
+
+@main.command()
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--model", "-m", default="e5-small", show_default=True)
+@click.option("--query", "is_query", is_flag=True, help="Encode as queries (query prefix) instead of documents.")
+@click.option("--max-length", type=int, default=None, help="Token limit (default: the model's window).")
+@click.option("--tokens", is_flag=True, help="Sparse keys as token strings instead of ids.")
+@_handle_errors
+def embed(texts, model, is_query, max_length, tokens):
+    """Print the three representations of TEXTS as JSON ('-' reads one text per line from stdin)."""
+    from hsearch.encode import load_encoder
+
+    if texts == ("-",):
+        texts = tuple(line.rstrip("\n") for line in sys.stdin if line.strip())
+    enc = load_encoder(model)
+    out = []
+    for r in enc.encode(list(texts), is_query=is_query, max_length=max_length):
+        sparse = {(enc.tokenizer.convert_ids_to_tokens(t) if tokens else str(t)): round(w, 6)
+                  for t, w in r.sparse.items()}
+        out.append({"dense": [round(float(x), 7) for x in r.dense], "sparse": sparse,
+                    "colbert": [[round(float(x), 7) for x in row] for row in r.colbert]})
+    click.echo(json.dumps(out, ensure_ascii=False))
+    missing = {k: v for k, v in enc.spec.describe_heads().items() if v.startswith("missing")}
+    for head, note in missing.items():
+        click.echo(f"note: {head} head {note}", err=True)
+
+
+@main.command()
+@COLLECTION
+@_handle_errors
+def info(collection):
+    """Show what a collection holds: model, heads, counts, size on disk per store."""
+    from hsearch.engine import open_collection
+
+    click.echo(json.dumps(open_collection(collection).info(), indent=1, ensure_ascii=False))
+
+
+@main.command()
+def models():
+    """List the bundled model names."""
+    from hsearch.encode.loader import ALIASES
+
+    for name, desc in ALIASES.items():
+        click.echo(f"{name:22} {desc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The CLI end to end on a tiny model: stable JSON shapes, clean errors, non-zero exit codes."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from hsearch.cli import main
+
+
+@pytest.fixture()
+def run():
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_index_query_json_and_explain(run, tmp_path, tiny_bgem3, corpus):
+    col = tmp_path / "col"
+    r = run("index", corpus, "--collection", col, "--model", tiny_bgem3, "-q")
+    assert r.exit_code == 0 and "6 added" in r.output and "binary" in r.output
+    r = run("query", "qubits quantum", "--collection", col, "--mode", "bm25+dense", "--json", "-k", "3")
+    hits = json.loads(r.output)
+    assert r.exit_code == 0 and len(hits) == 3 and hits[0]["id"] == "c.html"
+    assert {"id", "score", "scores", "snippet"} <= set(hits[0]) and set(hits[0]["scores"]) == {"dense", "bm25"}
+    r = run("query", "capital", "--collection", col, "--mode", "all", "--explain", "--where", "lang=de")
+    assert r.exit_code == 0 and "1. retrieve" in r.output and "berlin" in r.output and "colbert=" in r.output
+    r = run("info", "--collection", col)
+    assert json.loads(r.output)["documents"] == 6
+
+
+@pytest.mark.parametrize("args,message", [
+    (["query", "dogs", "--mode", "dnse"], "unknown mode 'dnse'"),
+    (["query", " ", "--mode", "dense"], "empty query"),
+    (["query", "dogs", "--weights", "dense=abc"], "weights must be numbers"),
+])
+def test_bad_query_input(run, collection, args, message):
+    r = CliRunner().invoke(main, args + ["--collection", str(collection.folder)])
+    assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output
+
+
+def test_missing_collection_and_corpus(run, tmp_path, tiny_bgem3):
+    r = CliRunner().invoke(main, ["query", "x", "--collection", str(tmp_path / "none")])
+    assert r.exit_code != 0 and "hsearch index" in r.output
+    r = CliRunner().invoke(main, ["index", str(tmp_path / "nope"), "--collection", str(tmp_path / "c"),
+                                  "--model", str(tiny_bgem3)])
+    assert r.exit_code != 0 and "does not exist" in r.output
+
+
+def test_embed_shape(run, tiny_bgem3):
+    r = run("embed", "The dog runs.", "Cats sleep.", "--model", tiny_bgem3)
+    out = json.loads(r.output)
+    assert len(out) == 2 and set(out[0]) == {"dense", "sparse", "colbert"}
+    assert len(out[0]["dense"]) == 32 and all(k.isdigit() for k in out[0]["sparse"])
+    assert len(out[0]["colbert"][0]) == 32
+    r = run("embed", "The dog runs.", "--model", tiny_bgem3, "--tokens", "--query")
+    assert not all(k.isdigit() for k in json.loads(r.output)[0]["sparse"])
+
+
+def test_embed_bad_model_and_empty_text(tmp_path):
+    r = CliRunner().invoke(main, ["embed", "hi", "--model", "no-such-model"])
+    assert r.exit_code != 0 and "unknown model" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["embed", "  ", "--model", "minilm"])
+    assert r.exit_code != 0 and "empty" in r.output

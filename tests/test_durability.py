@@ -1,0 +1,91 @@
+"""An interrupted index run leaves the previous collection intact and queryable; the next run finishes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hsearch.config import CollectionConfig
+from hsearch.engine import open_collection
+
+
+def _corpus(root, n, tag):
+    root.mkdir(exist_ok=True)
+    for i in range(n):
+        (root / f"doc{i:03d}.txt").write_text(f"{tag} document number {i} about topic {i % 7} and more words.")
+
+
+def test_exception_mid_run_keeps_previous_collection(tmp_path, tiny_bgem3, monkeypatch):
+    root = tmp_path / "docs"
+    _corpus(root, 10, "first")
+    cfg = CollectionConfig(model=str(tiny_bgem3), commit_every=4)
+    col = open_collection(tmp_path / "c", create=True, model=str(tiny_bgem3), config=cfg)
+    col.index(root)
+    before = [h.id for h in col.search("first document", mode="dense+sparse+bm25", k=20)]
+    assert len(before) == 10
+
+    _corpus(root, 30, "second")  # rewrites the 10 and adds 20
+    import hsearch.writer as writer
+
+    calls = {"n": 0}
+    real = writer.write_sparse
+
+    def failing(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk full")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(writer, "write_sparse", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        col.index(root)
+    monkeypatch.setattr(writer, "write_sparse", real)
+    # the first commit of the failed run landed; every document is still findable exactly once
+    hits = open_collection(tmp_path / "c").search("document", mode="dense+sparse+bm25", k=50)
+    found = {h.id for h in hits}
+    assert len(found) == len(hits) and {f"doc{i:03d}.txt" for i in range(10)} <= found
+    report = col.index(root)  # the next run finishes the work without redoing what committed
+    assert report.added + report.updated + report.unchanged == 30 and report.unchanged >= 1
+    assert len(col.search("second document", mode="bm25", k=50)) == 30
+    assert col.info()["documents"] == 30
+
+
+SCRIPT = """
+import sys
+from hsearch.config import CollectionConfig
+from hsearch.engine import open_collection
+model, folder, root = sys.argv[1:]
+col = open_collection(folder, create=True, model=model, config=CollectionConfig(model=model, commit_every=3))
+col.index(root)
+"""
+
+
+def test_kill_9_mid_index_then_query_and_resume(tmp_path, tiny_bgem3):
+    root = tmp_path / "docs"
+    _corpus(root, 8, "old")
+    folder = tmp_path / "c"
+    cfg = CollectionConfig(model=str(tiny_bgem3), commit_every=3)
+    col = open_collection(folder, create=True, model=str(tiny_bgem3), config=cfg)
+    col.index(root)
+    _corpus(root, 120, "new")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tiny_bgem3), str(folder), str(root)], env=env)
+    start = open_collection(folder).info()["generation"]
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # kill once at least one new commit landed
+        if open_collection(folder).info()["generation"] > start + 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    col = open_collection(folder)
+    hits = col.search("document number", mode="all", k=200)
+    assert 8 <= len(hits) <= 120 and len({h.id for h in hits}) == len(hits)
+    assert len(col.search("number", mode="bm25", k=500)) == len(hits)  # BM25 sees the same snapshot
+    report = col.index(root)
+    assert report.commits > 0, "the run finished before the kill; nothing was interrupted"
+    assert report.added + report.updated + report.unchanged == 120
+    assert col.info()["documents"] == 120
+    assert len(col.search("new document", mode="bm25", k=500)) == 120

@@ -1,0 +1,162 @@
+"""End-to-end behaviour of a collection on a tiny random model."""
+import json
+
+import numpy as np
+import pytest
+
+from hsearch.config import CollectionConfig
+from hsearch.engine import open_collection
+from hsearch.errors import CollectionError, InputError
+from hsearch.ingest.loaders import LoadStats
+
+MODES = ["dense", "sparse", "colbert", "bm25", "dense+sparse", "dense+colbert", "sparse+bm25", "all",
+         "dense+sparse+colbert+bm25"]
+
+
+def ids(hits):
+    return [h.id for h in hits]
+
+
+def test_index_counts_awkward_files(tmp_path, tiny_bgem3, corpus):
+    col = open_collection(tmp_path / "c", create=True, model=str(tiny_bgem3))
+    stats = LoadStats()
+    report = col.index(corpus, stats=stats)
+    assert report.added == 6  # a, b, c, paris, berlin, latin1
+    assert stats.skipped_binary == 1 and stats.skipped_empty == 1 and stats.decode_errors == 1
+    assert col.info()["documents"] == 6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_returns_each_document_at_most_once(collection, mode):
+    hits = collection.search("dog park", mode=mode, k=10)
+    assert hits, mode
+    assert len(ids(hits)) == len(set(ids(hits)))
+    assert all(set(h.scores) == set(collection.plan("x", mode).signals) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_bm25_finds_exact_term_and_ids_are_paths_or_corpus_ids(collection):
+    hits = collection.search("qubits", mode="bm25")
+    assert hits[0].id == "c.html" and "Quantum" in hits[0].snippet and "hidden" not in hits[0].snippet
+    assert {"a.txt", "sub/b.md", "paris", "berlin"} <= set(ids(collection.search("the", mode="dense", k=10)))
+
+
+def test_k_larger_than_collection(collection):
+    assert len(collection.search("anything", mode="dense", k=100)) == 6
+
+
+def test_where_filters_before_top_k(collection):
+    hits = collection.search("capital", mode="dense+sparse", where=["lang=de"], k=5)
+    assert ids(hits) == ["berlin"]
+    assert ids(collection.search("capital", mode="dense", where=["year>2019"], k=5)) == ["paris"]
+    assert set(ids(collection.search("x", mode="dense", where=["path~sub/*"], k=5))) == {"sub/b.md"}
+    assert collection.search("capital", mode="bm25", where=["lang=fr"]) == []
+
+
+def test_reindex_only_changes(collection, corpus):
+    assert collection.index(corpus).unchanged == 6
+    (corpus / "a.txt").write_text("Zebras graze on the savanna.")
+    (corpus / "sub" / "b.md").unlink()
+    report = collection.index(corpus)
+    assert (report.updated, report.deleted, report.unchanged, report.chunks) == (1, 1, 4, 1)
+    assert "sub/b.md" not in ids(collection.search("cats", mode="dense", k=10))
+    assert ids(collection.search("zebras savanna", mode="bm25"))[0] == "a.txt"
+    assert collection.search("dog morning", mode="bm25") == []  # the old text is gone everywhere
+    assert collection.info()["documents"] == 5
+
+
+def test_add_and_delete_api(collection):
+    collection.add([{"id": "n1", "text": "Volcanoes erupt molten lava.", "topic": "geo"}])
+    assert ids(collection.search("volcanoes lava", mode="bm25"))[0] == "n1"
+    assert collection.search("lava", mode="dense", where=["topic=geo"])[0].metadata == {"topic": "geo"}
+    assert collection.delete(["n1", "nope"]) == 1
+    assert "n1" not in ids(collection.search("volcanoes lava", mode="dense+sparse+bm25", k=10))
+    with pytest.raises(InputError):
+        collection.add([{"id": "x", "text": "  "}])
+
+
+def test_plans_follow_bge_m3_protocol(collection):
+    p = collection.plan("q", "colbert")
+    assert p.first_stage == ("dense",) and p.depth == 200 and p.signals == ("colbert",)
+    p = collection.plan("q", "dense+sparse", depth=1000)
+    assert p.first_stage == ("dense", "sparse") and p.depth == 1000 and p.normalize == "none"
+    assert collection.plan("q", "all").signals == ("dense", "sparse", "colbert")
+    assert collection.plan("q", "dense+bm25").normalize == "minmax"
+    assert "reciprocal rank fusion" in collection.plan("q", "dense+sparse", fusion="rrf").describe()
+
+
+@pytest.mark.parametrize("bad", [dict(mode="dnse"), dict(mode=""), dict(fusion="max"), dict(k=0),
+                                 dict(weights="dense=x"), dict(where=["=3"])])
+def test_bad_query_options_are_clear_errors(collection, bad):
+    kw = {"mode": "dense", **bad}
+    with pytest.raises(InputError):
+        collection.search("dogs", **kw)
+    with pytest.raises(InputError, match="empty query"):
+        collection.search("  ", mode="dense")
+
+
+def test_other_model_is_refused(collection, tmp_path):
+    from tiny_model import build_tiny_bgem3
+
+    other = build_tiny_bgem3(tmp_path / "other", seed=1, hidden=48)
+    with pytest.raises(CollectionError, match="was built with model"):
+        open_collection(collection.folder, model=str(other))
+
+
+def test_other_settings_are_refused(collection):
+    with pytest.raises(CollectionError, match="other settings"):
+        open_collection(collection.folder, config=CollectionConfig(model="x", chunk_overlap=5))
+
+
+def test_missing_and_corrupt_collections(tmp_path, collection):
+    with pytest.raises(CollectionError, match="hsearch index"):
+        open_collection(tmp_path / "nothing")
+    (collection.folder / "manifest.json").write_text("{not json")
+    with pytest.raises(CollectionError, match="corrupted"):
+        open_collection(collection.folder)
+
+
+def test_empty_corpus_is_an_error(tmp_path, tiny_bgem3):
+    (tmp_path / "empty").mkdir()
+    col = open_collection(tmp_path / "c", create=True, model=str(tiny_bgem3))
+    with pytest.raises(InputError, match="no documents"):
+        col.index(tmp_path / "empty")
+    with pytest.raises(InputError, match="does not exist"):
+        col.index(tmp_path / "missing")
+
+
+def test_long_documents_are_chunked_and_best_chunk_is_the_snippet(tmp_path, tiny_bgem3):
+    root = tmp_path / "long"
+    root.mkdir()
+    filler = "Sparse lexical weights and dense vectors complement each other. " * 40
+    (root / "long.txt").write_text(filler + "The mitochondria is the powerhouse of the cell. " + filler)
+    (root / "short.txt").write_text("Cats sleep.")
+    col = open_collection(tmp_path / "c", create=True, model=str(tiny_bgem3),
+                          config=CollectionConfig(model=str(tiny_bgem3), chunk_tokens=64, chunk_overlap=8))
+    report = col.index(root)
+    assert report.chunks > 10
+    hit = col.search("mitochondria powerhouse", mode="bm25", k=1)[0]
+    assert hit.id == "long.txt" and hit.chunk > 0 and "mitochondria" in hit.snippet
+
+
+def test_segments_accumulate_and_stay_consistent(tmp_path, tiny_bgem3, corpus):
+    cfg = CollectionConfig(model=str(tiny_bgem3), commit_every=2)
+    col = open_collection(tmp_path / "c", create=True, model=str(tiny_bgem3), config=cfg)
+    report = col.index(corpus)
+    assert report.commits >= 3 and col.info()["segments"] >= 3
+    one = open_collection(tmp_path / "one", create=True, model=str(tiny_bgem3))
+    one.index(corpus)
+    for mode in ("dense", "sparse", "all", "bm25"):
+        a = [(h.id, round(h.score, 4)) for h in col.search("capital city", mode=mode)]
+        b = [(h.id, round(h.score, 4)) for h in one.search("capital city", mode=mode)]
+        if mode == "bm25":  # tantivy's statistics do not depend on our segments either
+            assert [x for x, _ in a] == [x for x, _ in b]
+        else:
+            assert a == b, mode
+
+
+def test_manifest_names_only_files_that_exist(collection):
+    m = json.loads((collection.folder / "manifest.json").read_text())
+    for seg in m["segments"]:
+        assert (collection.folder / "segments" / seg["name"] / "dense" / "dense.json").exists()
+    assert np.all(np.diff([s["start"] for s in m["segments"]]) > 0) or len(m["segments"]) == 1
