@@ -29,7 +29,7 @@ class EncoderSpec:
     document_prefix: str = ""
     max_length: int = 512  # the model's trained window (position table size - offset)
     normalize: bool = True
-    sparse_head: str = "trained"  # "trained" | "unit" (no head file: weight 1 per distinct token)
+    sparse_head: str = "trained"  # "trained" | "unit" (no head file: 1/sqrt(n) per distinct token)
     colbert_head: str = "trained"  # "trained" | "identity" (no head file: normalised token states)
     fingerprint: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
@@ -37,7 +37,8 @@ class EncoderSpec:
     def describe_heads(self) -> dict[str, str]:
         notes = {"dense": f"{self.pooling} pooling"}
         notes["sparse"] = ("trained head (sparse_linear.pt)" if self.sparse_head == "trained"
-                           else "missing: using unit weights (1.0 per distinct token); train heads for a real signal")
+                           else "missing: using unit weights (1/sqrt(n) per distinct token: token-overlap cosine); "
+                           "train heads for a real signal")
         notes["colbert"] = ("trained head (colbert_linear.pt)" if self.colbert_head == "trained"
                             else "missing: using the normalised token states (identity head)")
         return notes
@@ -213,6 +214,11 @@ class Encoder:
                 enc.dense = dense[r]
             if sparse_w is not None:
                 enc.sparse = _max_pool_weights(np.asarray(ids, dtype=np.int64), sparse_w[r, :n], specials)
+                if self.sparse_linear is None and enc.sparse:
+                    # No trained head: binary bag of tokens, L2-normalised, so the score is a cosine in
+                    # [0, 1] on the dense signal's scale instead of a raw count of shared pieces.
+                    w = 1.0 / np.sqrt(len(enc.sparse))
+                    enc.sparse = {t: w for t in enc.sparse}
             if colb is not None:
                 enc.colbert = np.ascontiguousarray(colb[r, : n - 1])  # first position dropped, no padding
             results.append(enc)

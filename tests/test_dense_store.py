@@ -1,0 +1,39 @@
+"""The FAISS store equals brute force (flat), finds most true neighbours (HNSW), honours filters."""
+import numpy as np
+import pytest
+
+from hsearch.index.dense import DenseReader, write_dense
+
+
+def _vectors(n, d=24, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("n,k", [(0, 5), (1, 1), (17, 5), (17, 40), (300, 10)])
+def test_flat_equals_brute_force(tmp_path, n, k):
+    x = _vectors(max(n, 1))[:n]
+    ids = np.arange(100, 100 + n, dtype=np.int64)
+    write_dense(tmp_path, ids, x.reshape(n, 24), "flat")
+    r = DenseReader(tmp_path)
+    q = _vectors(1, seed=9)[0]
+    got_ids, got = r.search(q, k)
+    order = np.argsort(-(x @ q), kind="stable")[:k] if n else []
+    assert list(got_ids) == list(ids[order])
+    allow = lambda i: i % 2 == 0  # noqa: E731
+    got_ids, _ = r.search(q, k, allow)
+    keep = [j for j in order if ids[j] % 2 == 0] if n else []
+    full = [j for j in np.argsort(-(x @ q), kind="stable") if ids[j] % 2 == 0][:k] if n else []
+    assert list(got_ids) == list(ids[full]) and len(got_ids) >= len(keep)
+    np.testing.assert_allclose(r.score(q, ids[::-1]), (x @ q)[::-1] if n else [], atol=1e-5)
+    assert r.score(q, np.array([5, 10_000], dtype=np.int64)).tolist() == [0.0, 0.0]
+
+
+def test_hnsw_recall(tmp_path):
+    x = _vectors(3000, d=32)
+    ids = np.arange(3000, dtype=np.int64)
+    write_dense(tmp_path, ids, x, "hnsw")
+    r = DenseReader(tmp_path)
+    qs = _vectors(50, d=32, seed=3)
+    recall = np.mean([len(set(r.search(q, 10)[0]) & set(np.argsort(-(x @ q))[:10])) / 10 for q in qs])
+    assert recall >= 0.95
