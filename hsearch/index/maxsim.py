@@ -1,0 +1,143 @@
+"""ColBERT late-interaction scoring: MaxSim(q, p) = mean over query tokens of max_j <q_i, p_j>.
+
+`maxsim` is the batched torch kernel (CUDA when available, else CPU, same code); `maxsim_reference`
+is a deliberately plain numpy loop used as the test oracle.
+
+Kernel layout: the candidate documents' token vectors are one flat (T, d) tensor with per-document
+`offsets` (n+1,), like a CSR matrix. One matmul gives the (T, nq) similarity matrix; a segment-max
+(`scatter_reduce_(..., "amax")`, measured faster on CPU than padding, `segment_reduce` or
+`np.maximum.reduceat`) reduces it to (n, nq); the mean over query tokens gives (n,). Int8 codes can
+be passed with their per-token `scales`: the codes travel to the device as int8 and the scale is
+applied to the similarity rows (exact: <q, s*c> = s*<q, c>), so no float copy of the documents is
+made on the host. Work is cut into document chunks of at most `max_elements` decoded floats so memory
+stays bounded whatever the candidate count.
+
+No device probing happens at import time; `device=None` resolves on each call.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["maxsim", "maxsim_reference", "resolve_device"]
+
+# Decoded floats per chunk (T_chunk * d). On CPU small chunks that stay in cache are ~2.5x faster
+# than one big pass (measured 1000 docs x 300 tokens x 128 dims: 2**21 -> 24 ms, 2**25 -> 63 ms);
+# on CUDA one large pass is best.
+_CPU_MAX_ELEMENTS = 1 << 21
+_CUDA_MAX_ELEMENTS = 1 << 28
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """None or "auto" -> cuda when available, else cpu; anything else is passed to torch.device."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _as_tensor(x) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    arr = np.asarray(x)
+    if not arr.flags.writeable:  # torch warns on read-only buffers (e.g. memory maps): copy once
+        arr = arr.copy()
+    return torch.from_numpy(arr)
+
+
+def _chunks(offsets: np.ndarray, budget_tokens: int):
+    """Yield (d0, d1) document ranges whose token count is <= budget_tokens (one big doc alone)."""
+    n = len(offsets) - 1
+    d0 = 0
+    while d0 < n:
+        d1 = int(np.searchsorted(offsets, offsets[d0] + budget_tokens, side="right")) - 1
+        d1 = min(max(d1, d0 + 1), n)
+        yield d0, d1
+        d0 = d1
+
+
+def maxsim(
+    query,
+    doc_tokens,
+    offsets,
+    device: str | torch.device | None = None,
+    *,
+    scales=None,
+    dtype: torch.dtype | None = None,
+    max_elements: int | None = None,
+) -> torch.Tensor:
+    """MaxSim of one query against n documents in one batched pass (per memory-bounded chunk).
+
+    query:      (nq, d) float tensor/array (nq >= 1); a (d,) vector is taken as nq = 1.
+    doc_tokens: (T, d) tensor/array: float32/float16/bfloat16 vectors, or int8 codes with `scales`.
+    offsets:    (n+1,) int, offsets[0] == 0, non-decreasing, offsets[-1] == T; document i owns rows
+                offsets[i]:offsets[i+1]. A document with no tokens scores 0.
+    scales:     optional (T,) per-token scale; the token vector is doc_tokens[t] * scales[t].
+    device:     None/"auto" -> cuda if available else cpu. Inputs are moved chunk by chunk.
+    dtype:      matmul dtype; default float32 on CPU, float16 on CUDA. Max and mean are float32.
+    Returns a float32 tensor (n,) on `device`.
+    """
+    dev = resolve_device(device)
+    if dtype is None:
+        dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    q = _as_tensor(query)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[0] == 0:
+        raise ValueError(f"query must be (nq >= 1, d), got shape {tuple(q.shape)}")
+    x = _as_tensor(doc_tokens)
+    if x.ndim != 2 or x.shape[1] != q.shape[1]:
+        raise ValueError(f"doc_tokens must be (T, {q.shape[1]}), got shape {tuple(x.shape)}")
+    off = np.asarray(offsets.cpu() if isinstance(offsets, torch.Tensor) else offsets, dtype=np.int64)
+    n = len(off) - 1
+    if n < 0 or off[0] != 0 or off[-1] != x.shape[0] or (n > 0 and np.any(np.diff(off) < 0)):
+        raise ValueError("offsets must be (n+1,), start at 0, be non-decreasing and end at len(doc_tokens)")
+    s = None
+    if scales is not None:
+        s = _as_tensor(scales).reshape(-1)
+        if s.shape[0] != x.shape[0]:
+            raise ValueError("scales must have one entry per token row")
+    elif not x.is_floating_point():
+        raise ValueError("integer doc_tokens need their per-token `scales`")
+
+    out = torch.zeros(n, dtype=torch.float32, device=dev)
+    if n == 0 or x.shape[0] == 0:
+        return out
+    d = q.shape[1]
+    if max_elements is None:
+        max_elements = _CUDA_MAX_ELEMENTS if dev.type == "cuda" else _CPU_MAX_ELEMENTS
+    budget = max(1, int(max_elements) // max(d, 1))
+    nonblocking = dev.type == "cuda"
+    qT = q.to(device=dev, dtype=dtype).T.contiguous()
+    nq = qT.shape[1]
+    lengths_all = torch.from_numpy(np.diff(off))
+    for d0, d1 in _chunks(off, budget):
+        t0, t1 = int(off[d0]), int(off[d1])
+        if t1 == t0:
+            continue  # only empty documents: they keep 0
+        xc = x[t0:t1].to(device=dev, non_blocking=nonblocking).to(dtype)
+        sim = (xc @ qT).float()  # (t, nq)
+        if s is not None:
+            sim = sim * s[t0:t1].to(device=dev, non_blocking=nonblocking).float()[:, None]
+        lengths = lengths_all[d0:d1].to(dev)
+        doc = torch.repeat_interleave(torch.arange(d1 - d0, device=dev), lengths, output_size=t1 - t0)
+        best = torch.zeros((d1 - d0, nq), dtype=torch.float32, device=dev)
+        best.scatter_reduce_(0, doc[:, None].expand(-1, nq), sim, reduce="amax", include_self=False)
+        scores = best.mean(dim=1)
+        out[d0:d1] = torch.where(lengths > 0, scores, torch.zeros_like(scores))
+    return out
+
+
+def maxsim_reference(query: np.ndarray, docs: Sequence[np.ndarray]) -> np.ndarray:
+    """Plain numpy MaxSim, one document at a time, in float64; returns float32 (n,)."""
+    q = np.asarray(query, dtype=np.float64)
+    if q.ndim == 1:
+        q = q[None, :]
+    out = np.zeros(len(docs), dtype=np.float32)
+    for i, doc in enumerate(docs):
+        p = np.asarray(doc, dtype=np.float64)
+        if p.shape[0] == 0:
+            continue
+        out[i] = (q @ p.T).max(axis=1).mean()
+    return out
