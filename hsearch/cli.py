@@ -182,5 +182,74 @@ def models():
         click.echo(f"{name:22} {desc}")
 
 
+@main.command(name="eval")
+@click.argument("dataset", required=False)
+@click.option("--mode", default="dense,sparse,dense+sparse", show_default=True,
+              help="Comma-separated modes, each as in `query` (e.g. dense,bm25,dense+sparse,all).")
+@click.option("--model", "-m", default="e5-small", show_default=True)
+@click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to score on.")
+@click.option("--limit-queries", type=int, default=None, help="Only the first N queries (by id).")
+@click.option("--k", "-k", default=100, show_default=True, help="Documents retrieved per query.")
+@click.option("--depth", type=int, default=None, help="Candidates each first-stage signal retrieves (default 100).")
+@click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
+@click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: BGE-M3's 0.4/0.2/0.4).")
+@click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None)
+@click.option("--collection", "-c", default=None, metavar="DIR",
+              help="Collection to build or reuse (default: a cache under $HSEARCH_CACHE/eval).")
+@click.option("--sweep-weights", is_flag=True, help="Tune fused modes' weights on --sweep-split first.")
+@click.option("--sweep-split", default=None, help="Split to tune on (default: dev if present, else train).")
+@click.option("--synthetic", type=click.Choice(["passkey", "needle"]), default=None,
+              help="Run a LongEmbed-style synthetic task instead of DATASET (metric Acc@1).")
+@click.option("--lengths", default="256,512,1024,2048", show_default=True,
+              help="Synthetic lengths in tokens (LongEmbed uses 256 ... 32768).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic task.")
+@click.option("--write-beir", "write_dir", default=None, metavar="DIR",
+              help="Write the synthetic task as BEIR folders DIR/<task>-<length> and stop.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_handle_errors
+def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights, normalize, collection,
+          sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, as_json, quiet):
+    """Score modes on a BEIR folder (nDCG@10, Recall@100, MRR@10) or a synthetic task (Acc@1)."""
+    from pathlib import Path
+
+    from hsearch.errors import InputError
+
+    modes = [m.strip() for m in mode.split(",") if m.strip()]
+    progress = not quiet and sys.stderr.isatty()
+    if synthetic:
+        from hsearch.evaluate.synthetic import generate, parse_lengths, run_synthetic, write_beir
+
+        if write_dir:
+            for n in parse_lengths(lengths):
+                click.echo(write_beir(generate(synthetic, n, seed), Path(write_dir) / f"{synthetic}-{n}"))
+            return
+        result = run_synthetic(synthetic, parse_lengths(lengths), modes, model=model, seed=seed, progress=progress)
+        columns = ["Acc@1"] + [f"@{n}" for n in next(iter(result.values()))["by_length"]]
+        rows = {m: [r["Acc@1"], *r["by_length"].values()] for m, r in result.items()}
+    else:
+        if not dataset:
+            raise InputError("give a DATASET folder (BEIR layout), or --synthetic passkey|needle")
+        from hsearch.evaluate.beir import evaluate
+
+        result = evaluate(dataset, modes, model=model, split=split, k=k, limit_queries=limit_queries,
+                          collection_dir=collection, fusion=fusion, weights=weights, normalize=normalize,
+                          depth=depth, sweep=sweep_weights, sweep_split=sweep_split, progress=progress)
+        columns = ["nDCG@10", "Recall@100", "MRR@10"]
+        rows = {m: [r[c] for c in columns] for m, r in result.items()}
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    width = max(len("mode"), *(len(m) for m in rows))
+    click.echo(f"{'mode':<{width}}  " + "  ".join(f"{c:>10}" for c in columns))
+    for m, values in rows.items():
+        click.echo(f"{m:<{width}}  " + "  ".join(f"{v:>10.4f}" for v in values))
+    for m, r in result.items():
+        if "weights" in r:
+            w = ", ".join(f"{s}={v:.2f}" for s, v in r["weights"].items())
+            click.echo(f"{m}: weights {w} (best of {r['sweep']['points']} on {r['sweep']['split']}, "
+                       f"nDCG@10 {r['sweep']['nDCG@10']:.4f} there)")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,247 @@
+"""Evaluate search modes on a BEIR-layout dataset; metrics come from ir-measures, never by hand.
+
+    from hsearch.evaluate.beir import evaluate
+    evaluate("../shared/datasets/scifact", ["bm25", "dense", "dense+sparse"], model="e5-small")
+    # -> {"bm25": {"nDCG@10": 0.66, "Recall@100": 0.9, "MRR@10": 0.63}, "dense": {...}, ...}
+
+The corpus is indexed once into a cached collection (see `eval_collection`); each query is encoded
+once and every mode's plan runs from that encoding.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import ir_measures
+import numpy as np
+from ir_measures import RR, R, nDCG
+
+from hsearch.config import CollectionConfig
+from hsearch.errors import InputError
+
+MEASURES = {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10}
+NO_HIT = "\x00no-hit"  # stands in for an empty result list, so such a query counts as 0, not as absent
+GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass
+class BeirData:
+    folder: Path
+    corpus: Path
+    split: str
+    queries: dict[str, str]  # only queries with qrels in the split, sorted by id
+    qrels: dict[str, dict[str, int]]
+
+
+def available_splits(folder: str | Path) -> list[str]:
+    return sorted(p.stem for p in (Path(folder) / "qrels").glob("*.tsv"))
+
+
+def load_beir(folder: str | Path, split: str = "test", limit_queries: int | None = None) -> BeirData:
+    """Read corpus path, queries and qrels/<split>.tsv; keep the queries that have qrels (first N by id)."""
+    folder = Path(folder).expanduser()
+    if limit_queries is not None and limit_queries < 1:
+        raise InputError(f"limit_queries must be at least 1, got {limit_queries}")
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder} has no {name}; a BEIR dataset folder holds corpus.jsonl, queries.jsonl "
+                             "and qrels/<split>.tsv")
+    qrels_file = folder / "qrels" / f"{split}.tsv"
+    if not qrels_file.is_file():
+        have = available_splits(folder)
+        raise InputError(f"{folder} has no qrels for split {split!r}; available splits: "
+                         f"{', '.join(have) if have else 'none (no qrels/*.tsv)'}")
+    qrels: dict[str, dict[str, int]] = {}
+    for n, line in enumerate(qrels_file.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split("\t") if "\t" in line else line.split()
+        if not line.strip() or (n == 1 and parts[0].strip() == "query-id"):
+            continue
+        try:
+            qid, did, rel = parts[0].strip(), parts[1].strip(), int(float(parts[2]))
+        except (IndexError, ValueError):
+            raise InputError(f"{qrels_file} line {n} is not 'query-id<TAB>corpus-id<TAB>score'") from None
+        qrels.setdefault(qid, {})[did] = rel
+    texts = {}
+    with open(folder / "queries.jsonl", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    raise InputError(f"{folder / 'queries.jsonl'} line {n} is not valid JSON") from None
+                qid = str(rec.get("_id", rec.get("id")))
+                if qid in qrels and str(rec.get("text", "")).strip():
+                    texts[qid] = str(rec["text"])
+    ids = sorted(texts)[:limit_queries] if limit_queries else sorted(texts)
+    if not ids:
+        raise InputError(f"no query in {folder / 'queries.jsonl'} has qrels in split {split!r}")
+    return BeirData(folder, folder / "corpus.jsonl", split, {q: texts[q] for q in ids}, {q: qrels[q] for q in ids})
+
+
+def score(run: dict, qrels: dict, measures: dict = MEASURES) -> dict[str, float]:
+    """Aggregate `measures` ({name: ir_measures measure}) of `run` over every query in `qrels`."""
+    run = {q: run.get(q) or {NO_HIT: 0.0} for q in qrels}
+    agg = ir_measures.calc_aggregate(list(measures.values()), qrels, run)
+    return {name: float(agg[m]) for name, m in measures.items()}
+
+
+def eval_collection(corpus: Path, model: str, config: CollectionConfig | None = None,
+                    collection_dir: str | Path | None = None, progress: bool = False):
+    """Open (or build) the collection for `corpus` and re-sync it (a no-op when nothing changed).
+
+    Default folder: $HSEARCH_CACHE/eval/<hash of model fingerprint, settings, corpus path>, so any
+    dataset folder that shares a corpus file (even through a symlink) shares the collection.
+    """
+    from hsearch.encode.loader import _fingerprint, resolve_model_dir
+    from hsearch.engine import open_collection
+
+    if Path(model).expanduser().exists():  # a folder: store it absolute so the cache works from any cwd
+        model = str(Path(model).expanduser().resolve())
+    config = replace(config or CollectionConfig(), model=model)
+    corpus = Path(corpus).expanduser().resolve()
+    if collection_dir is None:
+        key = json.dumps([_fingerprint(resolve_model_dir(model)), config.to_dict(), str(corpus)], sort_keys=True)
+        root = Path(os.environ.get("HSEARCH_CACHE") or Path.home() / ".cache" / "hsearch")
+        collection_dir = root / "eval" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    col = open_collection(collection_dir, create=True, model=model, config=config)
+    col.index(corpus, progress=progress)
+    return col
+
+
+def check_modes(modes, **plan_options) -> list[str]:
+    """The modes, duplicates dropped, after checking each makes a plan (before any costly indexing)."""
+    from hsearch.query.plan import make_plan
+
+    modes = list(dict.fromkeys(modes))
+    if not modes:
+        raise InputError("no mode given; e.g. dense,sparse,dense+sparse")
+    for m in modes:
+        make_plan("probe", m, **plan_options)
+    return modes
+
+
+def run_modes(col, queries: dict[str, str], modes, k: int = 100, weights_by_mode: dict | None = None,
+              progress: bool = False, keep_all: bool = False, **plan_options) -> dict[str, dict[str, list]]:
+    """{mode: {query id: [Hit, ...]}}: every query encoded once, every mode's plan run from it.
+
+    keep_all=True returns every candidate document instead of the top k (depth unchanged).
+    """
+    from hsearch.types import Encoded
+
+    first = next(iter(queries.values()))
+    opts = {m: {**plan_options, **({"weights": weights_by_mode[m]} if m in (weights_by_mode or {}) else {})}
+            for m in modes}
+    probe = {m: col.plan(first, m, k=k, **opts[m]) for m in modes}  # bad modes fail before any encoding
+    need = set().union(*(set(p.signals) | set(p.first_stage) for p in probe.values())) - {"bm25"}
+    qids = list(queries)
+    if need:
+        encoded = col.encoder.encode_queries([queries[q] for q in qids], dense="dense" in need,
+                                             sparse="sparse" in need, colbert="colbert" in need, progress=progress)
+    else:  # bm25 alone needs no model pass
+        encoded = [Encoded() for _ in qids]
+    out = {m: {} for m in modes}
+    for qid, enc in zip(qids, encoded):
+        for m in modes:
+            plan = col.plan(queries[qid], m, k=k, **opts[m])
+            if keep_all:  # the union of first-stage pools can hold at most this many documents
+                plan = replace(plan, k=plan.depth * len(plan.first_stage))
+            out[m][qid] = col.run(plan, encoded=enc)
+    return out
+
+
+def as_run(hits_by_query: dict[str, list]) -> dict[str, dict[str, float]]:
+    # Rank-derived scores (n, n-1, ...) keep our order exactly: trec_eval would break score ties by doc id.
+    return {q: {h.id: float(len(hits) - r) for r, h in enumerate(hits)} for q, hits in hits_by_query.items()}
+
+
+def weight_grid(signals) -> list[dict[str, float]]:
+    """Every combination of GRID values per signal, scaled to sum 1, all-zero and duplicates dropped."""
+    seen, out = set(), []
+    for combo in itertools.product(GRID, repeat=len(signals)):
+        if sum(combo) > 0:
+            w = tuple(round(x / sum(combo), 6) for x in combo)
+            if w not in seen:
+                seen.add(w)
+                out.append(dict(zip(signals, w)))
+    return out
+
+
+def sweep_weights(col, data: BeirData, mode: str, k: int = 100, **plan_options) -> dict:
+    """Grid-search fusion weights of a fused `mode` on `data` (a dev/train split), by nDCG@10.
+
+    Retrieval runs once per query, returning every candidate document with its per-signal scores
+    (Hit.scores); each grid point then re-fuses those scores in numpy. Fusion is linear in the
+    weights once each signal is normalised (or turned into 1/(rrf_k + rank)), so one matrix product
+    per query replaces a retrieval per point. Approximation: a document keeps the chunk the default
+    weights chose, and normalisation spans documents rather than chunks.
+    """
+    from hsearch.query.fusion import normalize, rrf
+
+    plan = col.plan(next(iter(data.queries.values())), mode, k=k, **plan_options)
+    if len(plan.signals) < 2:
+        raise InputError(f"mode {mode!r} has one signal; there are no weights to sweep")
+    hits = run_modes(col, data.queries, [mode], k=k, keep_all=True, **plan_options)[mode]
+    tables = {}
+    for q, hs in hits.items():
+        cols = []
+        for s in plan.signals:
+            x = np.array([h.scores[s] for h in hs], dtype=np.float64)
+            cols.append(rrf({s: x}, plan.rrf_k) if plan.fusion == "rrf" else normalize(x, plan.normalize))
+        tables[q] = (np.stack(cols, axis=1) if hs else np.zeros((0, len(cols))), [h.id for h in hs])
+    best, best_score, grid = None, -1.0, weight_grid(plan.signals)
+    for w in grid:
+        vec = np.array([w[s] for s in plan.signals])
+        run = {}
+        for q, (m, ids) in tables.items():
+            order = np.argsort(-(m @ vec), kind="stable")[:k]
+            run[q] = {ids[i]: float(len(order) - r) for r, i in enumerate(order)}
+        ndcg = score(run, data.qrels, {"nDCG@10": MEASURES["nDCG@10"]})["nDCG@10"]
+        if ndcg > best_score + 1e-12:  # ties keep the earlier grid point
+            best, best_score = w, ndcg
+    return {"weights": best, "split": data.split, "nDCG@10": best_score, "points": len(grid)}
+
+
+def evaluate(dataset_dir: str | Path, modes: list[str], model: str = "e5-small", split: str = "test",
+             k: int = 100, limit_queries: int | None = None, collection_dir: str | Path | None = None,
+             fusion: str = "weighted", weights: str | dict | None = None, normalize: str | None = None,
+             depth: int | None = None, config: CollectionConfig | None = None, sweep: bool = False,
+             sweep_split: str | None = None, progress: bool = False) -> dict[str, dict]:
+    """{mode: {"nDCG@10", "Recall@100", "MRR@10"}} for each mode string (as given) on `split`.
+
+    With sweep=True each fused mode's weights are tuned on `sweep_split` (default: dev if present,
+    else train; never the evaluation split; see `sweep_weights`) and the mode is scored on `split` with the best ones;
+    its entry gains "weights" and "sweep" ({"split", "nDCG@10", "points"}).
+    """
+    options = {"fusion": fusion, "weights": weights, "normalize": normalize, **({"depth": depth} if depth else {})}
+    modes = check_modes(modes, k=k, **options)
+    data = load_beir(dataset_dir, split, limit_queries)
+    dev = None
+    if sweep:
+        have = available_splits(dataset_dir)
+        sweep_split = sweep_split or next((s for s in ("dev", "train") if s in have and s != split), None)
+        if sweep_split is None:
+            raise InputError(f"no dev or train qrels besides {split!r} to sweep weights on (splits: "
+                             f"{', '.join(have)}); pass --sweep-split with another split")
+        if sweep_split == split:
+            raise InputError(f"refusing to sweep weights on the evaluation split {split!r}: tuned scores would "
+                             "be optimistic; pass --sweep-split with another split")
+        dev = load_beir(dataset_dir, sweep_split, limit_queries)
+    col = eval_collection(data.corpus, model, config, collection_dir, progress)
+    tuned = {}
+    if dev is not None:
+        for m in modes:
+            if len(col.plan("probe", m, k=k, **options).signals) > 1:
+                tuned[m] = sweep_weights(col, dev, m, k=k, **options)
+    weights_by_mode = {m: t["weights"] for m, t in tuned.items()}
+    hits = run_modes(col, data.queries, modes, k=k, weights_by_mode=weights_by_mode, progress=progress, **options)
+    out = {}
+    for m in modes:
+        out[m] = score(as_run(hits[m]), data.qrels)
+        if m in tuned:
+            out[m]["weights"] = tuned[m]["weights"]
+            out[m]["sweep"] = {key: tuned[m][key] for key in ("split", "nDCG@10", "points")}
+    return out
