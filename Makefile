@@ -25,7 +25,7 @@ setup-test: $(VENV)/.test-deps
 demo: setup
 	$(BIN)/hsearch index examples/corpus --collection $(COL)
 	$(BIN)/hsearch query "how much do cats sleep?" --collection $(COL) --mode dense+sparse -k 3
-	$(BIN)/hsearch query "Hauptstadt von Frankreich" --collection $(COL) --mode all -k 3 --explain
+	$(BIN)/hsearch query "Wie lange schlafen Katzen?" --collection $(COL) --mode all -k 3 --explain
 
 test: setup-test
 	$(BIN)/python -m pytest -q
