@@ -207,6 +207,9 @@ def test_round_trip(segments, data, codec):
         elif codec == "float16":
             assert (err <= np.abs(x) * 2.0**-11 + 1e-7).all()
     if codec == "pq":  # lossy: judge by MaxSim, relative error measured ~5% on this data
+        some = np.array(r.codes["codes"][:50])
+        np.testing.assert_array_equal(r.codec.decode_torch(torch.from_numpy(some)).numpy(),
+                                      r.codec.decode({"codes": some}))
         rel = [np.mean(np.abs(maxsim_reference(q, dec) - maxsim_reference(q, docs)) / maxsim_reference(q, docs))
                for q in queries]
         assert np.mean(rel) < 0.12

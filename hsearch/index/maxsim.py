@@ -9,14 +9,15 @@ Kernel layout: the candidate documents' token vectors are one flat (T, d) tensor
 `np.maximum.reduceat`) reduces it to (n, nq); the mean over query tokens gives (n,). Int8 codes can
 be passed with their per-token `scales`: the codes travel to the device as int8 and the scale is
 applied to the similarity rows (exact: <q, s*c> = s*<q, c>), so no float copy of the documents is
-made on the host. Work is cut into document chunks of at most `max_elements` decoded floats so memory
-stays bounded whatever the candidate count.
+made on the host; other codes (PQ) pass a `decode` callable that runs on the device per chunk.
+Work is cut into document chunks of at most `max_elements` decoded floats, so memory stays bounded
+whatever the candidate count (and, on CPU, the chunk stays in cache).
 
 No device probing happens at import time; `device=None` resolves on each call.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +65,7 @@ def maxsim(
     device: str | torch.device | None = None,
     *,
     scales=None,
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
     dtype: torch.dtype | None = None,
     max_elements: int | None = None,
 ) -> torch.Tensor:
@@ -74,6 +76,9 @@ def maxsim(
     offsets:    (n+1,) int, offsets[0] == 0, non-decreasing, offsets[-1] == T; document i owns rows
                 offsets[i]:offsets[i+1]. A document with no tokens scores 0.
     scales:     optional (T,) per-token scale; the token vector is doc_tokens[t] * scales[t].
+    decode:     optional callable mapping a (t, ...) slice of doc_tokens (already on the device) to
+                (t, d) float vectors, e.g. a PQ codebook lookup; applied chunk by chunk so the
+                decoded floats never exist for all T tokens at once.
     device:     None/"auto" -> cuda if available else cpu. Inputs are moved chunk by chunk.
     dtype:      matmul dtype; default float32 on CPU, float16 on CUDA. Max and mean are float32.
     Returns a float32 tensor (n,) on `device`.
@@ -87,7 +92,7 @@ def maxsim(
     if q.ndim != 2 or q.shape[0] == 0:
         raise ValueError(f"query must be (nq >= 1, d), got shape {tuple(q.shape)}")
     x = _as_tensor(doc_tokens)
-    if x.ndim != 2 or x.shape[1] != q.shape[1]:
+    if x.ndim != 2 or (decode is None and x.shape[1] != q.shape[1]):
         raise ValueError(f"doc_tokens must be (T, {q.shape[1]}), got shape {tuple(x.shape)}")
     off = np.asarray(offsets.cpu() if isinstance(offsets, torch.Tensor) else offsets, dtype=np.int64)
     n = len(off) - 1
@@ -98,8 +103,8 @@ def maxsim(
         s = _as_tensor(scales).reshape(-1)
         if s.shape[0] != x.shape[0]:
             raise ValueError("scales must have one entry per token row")
-    elif not x.is_floating_point():
-        raise ValueError("integer doc_tokens need their per-token `scales`")
+    elif decode is None and not x.is_floating_point():
+        raise ValueError("integer doc_tokens need their per-token `scales` or a `decode`")
 
     out = torch.zeros(n, dtype=torch.float32, device=dev)
     if n == 0 or x.shape[0] == 0:
@@ -116,7 +121,10 @@ def maxsim(
         t0, t1 = int(off[d0]), int(off[d1])
         if t1 == t0:
             continue  # only empty documents: they keep 0
-        xc = x[t0:t1].to(device=dev, non_blocking=nonblocking).to(dtype)
+        xc = x[t0:t1].to(device=dev, non_blocking=nonblocking)
+        if decode is not None:
+            xc = decode(xc)
+        xc = xc.to(dtype)
         sim = (xc @ qT).float()  # (t, nq)
         if s is not None:
             sim = sim * s[t0:t1].to(device=dev, non_blocking=nonblocking).float()[:, None]

@@ -70,7 +70,7 @@ _F16_MAX = float(np.finfo(np.float16).max)
 # A codec turns an (N, d) float32 matrix into a dict of per-token arrays (all with first axis N, so
 # slicing and gathering rows works the same for every codec) and back. Codec-level state (the PQ
 # codebook) is saved/loaded separately. `kernel_inputs` converts torch views of the codes (already
-# on the device) into what `maxsim` takes: (doc_tokens, scales or None).
+# on the device) into what `maxsim` takes: (doc_tokens, extra keyword arguments: scales / decode).
 
 
 class Int8Codec:
@@ -119,7 +119,7 @@ class Int8Codec:
         return codes["codes"].astype(np.float32) * np.asarray(codes["scales"], np.float32)[:, None]
 
     def kernel_inputs(self, codes: dict[str, torch.Tensor]):
-        return codes["codes"], codes["scales"]
+        return codes["codes"], {"scales": codes["scales"]}
 
     def save(self, folder: Path) -> None:
         pass
@@ -151,7 +151,7 @@ class Float16Codec:
         return np.asarray(codes["codes"]).astype(np.float32)
 
     def kernel_inputs(self, codes: dict[str, torch.Tensor]):
-        return codes["codes"], None
+        return codes["codes"], {}
 
     def save(self, folder: Path) -> None:
         pass
@@ -245,14 +245,19 @@ class PQCodec:
         return out.reshape(c.shape[0], self.dim).astype(np.float32, copy=False)
 
     def kernel_inputs(self, codes: dict[str, torch.Tensor]):
-        c = codes["codes"]
-        key = str(c.device)
-        cent = self._dev_cache.get(key)
-        if cent is None:
-            cent = torch.from_numpy(np.array(self.centroids, np.float32)).to(c.device)
-            self._dev_cache[key] = cent
-        m = torch.arange(self.M, device=c.device)[None, :]
-        return cent[m, c.long()].reshape(c.shape[0], self.dim), None
+        return codes["codes"], {"decode": self.decode_torch}
+
+    def decode_torch(self, codes: torch.Tensor) -> torch.Tensor:
+        """(t, M) uint8 codes -> (t, dim) float32 on the codes' device (one index_select)."""
+        key = str(codes.device)
+        cached = self._dev_cache.get(key)
+        if cached is None:
+            flat = torch.from_numpy(np.array(self.centroids, np.float32).reshape(self.M * self.ksub, self.dsub))
+            base = torch.arange(self.M, dtype=torch.long) * self.ksub
+            cached = self._dev_cache[key] = (flat.to(codes.device), base.to(codes.device))
+        flat, base = cached
+        idx = (codes.long() + base).reshape(-1)
+        return torch.index_select(flat, 0, idx).reshape(codes.shape[0], self.dim)
 
     def save(self, folder: Path) -> None:
         np.save(folder / "mv_centroids.npy", self.centroids)
@@ -514,8 +519,8 @@ class MultiVectorReader:
             r1 = min(max(r1, r0 + 1), len(rows))
             codes, sub_off = self._gather(rows[r0:r1])
             tcodes = {k: torch.from_numpy(v).to(dev) for k, v in codes.items()}  # only codes travel
-            x, scales = self.codec.kernel_inputs(tcodes)
-            out[r0:r1] = maxsim(q, x, sub_off, device=dev, scales=scales).cpu().numpy()
+            x, extra = self.codec.kernel_inputs(tcodes)
+            out[r0:r1] = maxsim(q, x, sub_off, device=dev, **extra).cpu().numpy()
             r0 = r1
         return out
 
