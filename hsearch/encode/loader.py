@@ -92,7 +92,8 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
         pooling=info.get("pooling") or _pooling_from_st(folder) or "cls",
         query_prefix=info.get("query_prefix", ""),
         document_prefix=info.get("document_prefix", ""),
-        max_length=int(info.get("max_length") or _window(model.config)),
+        max_length=int(info.get("max_length") or _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+                       or _window(model.config)),
         sparse_head="trained" if present else "unit",
         colbert_head="trained" if present else "identity",
         fingerprint=_fingerprint(folder),
