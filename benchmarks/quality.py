@@ -108,7 +108,7 @@ def main(argv=None):
     modes = [m for m in a.modes.split(",") if m]
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="hsearch-quality-") as tmp:
-        jobs = [(str(p.relative_to(DATASETS)) if p.resolve().is_relative_to(DATASETS) else p.name, p) for p in datasets]
+        jobs = [(str(p.resolve().relative_to(DATASETS)) if p.resolve().is_relative_to(DATASETS) else p.name, p) for p in datasets]
         jobs += [(f"{q.parent.name}/{q.name}->{c.name}", cross_folder(q, c, Path(tmp))) for q, c in cross]
         for name, folder in jobs:
             print(f"{name}: hsearch {','.join(modes)} ...", file=sys.stderr, flush=True)
