@@ -110,9 +110,8 @@ class Writer:
                 self._commit(pending, [], source, report, progress)
                 pending, pending_chunks = [], 0
         gone = []
-        if delete_missing:
-            by_source = self.docs.live_docs([s.name for s in self.manifest.segments], dead_docs, source)
-            gone = [row for doc_id, (row, _h) in by_source.items() if doc_id not in seen]
+        if delete_missing:  # docs committed earlier in this run are in `seen`, so `live` still suffices
+            gone = [row for doc_id, (row, _h, src) in live.items() if src == source and doc_id not in seen]
             report.deleted = len(gone)
         if pending or gone:
             self._commit(pending, gone, source, report, progress)
@@ -136,10 +135,10 @@ class Writer:
             seg, next_id = self._write_segment(gen, pending, source, next_id, report, progress)
             new_segments.append(seg)
         tomb = m.tombstones
+        replaced_chunks = self.docs.chunk_ids_of_rows(replaced) if replaced else None
         if replaced:
             dead_chunks, dead_docs = m.load_tombstones(self.folder)
-            tomb = write_tombstones(self.folder, gen,
-                                    np.concatenate([dead_chunks, self.docs.chunk_ids_of_rows(replaced)]),
+            tomb = write_tombstones(self.folder, gen, np.concatenate([dead_chunks, replaced_chunks]),
                                     np.concatenate([dead_docs, np.asarray(replaced, np.int64)]))
         new = Manifest(generation=gen, config=self.config.to_dict(), encoder=m.encoder, segments=new_segments,
                        next_chunk_id=next_id, tombstones=tomb)
@@ -147,7 +146,7 @@ class Writer:
         self.manifest = new
         report.commits += 1
         if self.bm25 is not None and replaced:  # safe now: the manifest no longer shows these chunks
-            self.bm25.delete(self.docs.chunk_ids_of_rows(replaced))
+            self.bm25.delete(replaced_chunks)
             self.bm25.commit()
 
     def _write_segment(self, gen, pending, source, first_id, report, progress):

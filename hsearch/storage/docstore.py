@@ -49,18 +49,14 @@ class DocStore:
             self.db["docs"].insert_all(docs, batch_size=1000)
             self.db["chunks"].insert_all(chunks, batch_size=1000)
 
-    def live_docs(self, segments: list[str], deleted_rows: np.ndarray, source: str | None = None) -> dict[str, tuple[int, str]]:
-        """{doc_id: (row, hash)} of live documents (optionally only those indexed from `source`)."""
+    def live_docs(self, segments: list[str], deleted_rows: np.ndarray) -> dict[str, tuple[int, str, str]]:
+        """{doc_id: (row, hash, source)} of live documents."""
         if not segments:
             return {}
         marks = ",".join("?" * len(segments))
-        sql = f"select row, doc_id, hash from docs where segment in ({marks})"
-        args = list(segments)
-        if source is not None:
-            sql += " and source = ?"
-            args.append(source)
         dead = set(deleted_rows.tolist())
-        return {d: (r, h) for r, d, h in self.db.execute(sql, args) if r not in dead}
+        sql = f"select row, doc_id, hash, source from docs where segment in ({marks})"
+        return {d: (r, h, src) for r, d, h, src in self.db.execute(sql, list(segments)) if r not in dead}
 
     def chunk_ids_of_rows(self, rows) -> np.ndarray:
         rows = list(rows)
