@@ -41,7 +41,7 @@ def main():
 @click.option("--chunk-tokens", type=int, default=None, help="Tokens per chunk (default: the model's window).")
 @click.option("--chunk-overlap", type=int, default=64, show_default=True, help="Tokens shared by neighbouring chunks.")
 @click.option("--dense-index", type=click.Choice(["auto", "flat", "hnsw"]), default="auto", show_default=True)
-@click.option("--colbert-codec", type=click.Choice(["int8", "float16", "pq"]), default="int8", show_default=True)
+@click.option("--colbert-codec", type=click.Choice(["int8", "float16", "float32", "pq"]), default="int8", show_default=True)
 @click.option("--no-colbert", is_flag=True, help="Do not store multi-vectors (smaller; no colbert mode).")
 @click.option("--no-bm25", is_flag=True, help="Do not build the BM25 index.")
 @click.option("--threads", type=int, default=None, help="CPU threads for encoding.")
@@ -186,7 +186,8 @@ def models():
 @click.argument("dataset", required=False)
 @click.option("--mode", default="dense,sparse,dense+sparse", show_default=True,
               help="Comma-separated modes, each as in `query` (e.g. dense,bm25,dense+sparse,all).")
-@click.option("--model", "-m", default="e5-small", show_default=True)
+@click.option("--model", "-m", default=None,
+              help="Model: e5-small (default), minilm, a folder; an existing --collection keeps its own.")
 @click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to score on.")
 @click.option("--limit-queries", type=int, default=None, help="Only the first N queries (by id).")
 @click.option("--k", "-k", default=100, show_default=True, help="Documents retrieved per query.")

@@ -12,7 +12,7 @@ class CollectionConfig:
     chunk_tokens: int | None = None  # None: the model's window minus special tokens and prefix
     chunk_overlap: int = 64
     dense_index: str = "auto"  # auto | flat | hnsw
-    colbert_codec: str = "int8"  # int8 | float16 | pq
+    colbert_codec: str = "int8"  # int8 | float16 | float32 | pq
     store_colbert: bool = True
     sparse_quantize: bool = False  # ceil(100 * w) as integers, as BGE-M3's own evaluation did
     bm25: bool = True

@@ -76,6 +76,20 @@ def test_evaluate_bm25_is_perfect_and_collection_is_reused(beir, tiny_bgem3, cac
     assert again == first and len(list((cache / "eval").iterdir())) == 1
 
 
+def test_evaluate_reuses_a_user_built_collection_with_its_own_settings(beir, tiny_bgem3, tmp_path):
+    from hsearch import open_collection
+    from hsearch.config import CollectionConfig
+
+    folder = tmp_path / "f32"
+    col = open_collection(folder, create=True, model=str(tiny_bgem3), config=CollectionConfig(colbert_codec="float32"))
+    col.index(beir / "corpus.jsonl")
+    generation = col.info()["generation"]
+    out = evaluate(beir, ["colbert", "bm25"], collection_dir=folder)  # no model, no config: the collection's
+    assert out["bm25"]["nDCG@10"] == 1.0 and 0.0 <= out["colbert"]["nDCG@10"] <= 1.0
+    reopened = open_collection(folder)
+    assert reopened.config.colbert_codec == "float32" and reopened.info()["generation"] == generation
+
+
 def test_cli_json_shape_and_table(beir, tiny_bgem3):
     r = CliRunner().invoke(main, ["eval", str(beir), "--mode", "bm25,dense+sparse", "--model", str(tiny_bgem3),
                                   "--json", "--limit-queries", "4"])

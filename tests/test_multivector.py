@@ -178,12 +178,12 @@ def data():
 def segments(tmp_path_factory, data):
     ids, docs, _ = data
     root = tmp_path_factory.mktemp("mv")
-    opts = {"int8": {}, "float16": {}, "pq": {"M": 8, "pq_min_train": 1024, "pq_max_train": 4096, "pq_iters": 10}}
+    opts = {"int8": {}, "float16": {}, "float32": {}, "pq": {"M": 8, "pq_min_train": 1024, "pq_max_train": 4096, "pq_iters": 10}}
     metas = {c: write_multivector(root / c, ids, docs, c, **o) for c, o in opts.items()}
     return root, metas
 
 
-@pytest.mark.parametrize("codec", ["int8", "float16", "pq"])
+@pytest.mark.parametrize("codec", ["int8", "float16", "float32", "pq"])
 def test_round_trip(segments, data, codec):
     root, metas = segments
     ids, docs, queries = data
@@ -193,7 +193,7 @@ def test_round_trip(segments, data, codec):
     assert json.loads((root / codec / "mv_meta.json").read_text()) == meta
     r = open_multivector(root / codec, device="cpu")
     assert len(r) == len(docs)
-    assert r.bytes_per_token == {"int8": DIM + 2, "float16": 2 * DIM, "pq": 8}[codec]
+    assert r.bytes_per_token == {"int8": DIM + 2, "float16": 2 * DIM, "float32": 4 * DIM, "pq": 8}[codec]
     assert np.all(np.diff(np.asarray(r.ids)) > 0)
     for name in ("mv_ids.npy", "mv_offsets.npy", "mv_codes.npy"):
         assert isinstance(np.load(root / codec / name, mmap_mode="r"), np.memmap)
@@ -206,6 +206,8 @@ def test_round_trip(segments, data, codec):
             assert (err.max(axis=1) <= np.abs(x).max(axis=1) / 127 / 2 * (1 + 1e-3) + 1e-7).all()
         elif codec == "float16":
             assert (err <= np.abs(x) * 2.0**-11 + 1e-7).all()
+        elif codec == "float32":  # the uncompressed reference is exact
+            np.testing.assert_array_equal(x, y)
     if codec == "pq":  # lossy: judge by MaxSim, relative error measured ~5% on this data
         some = np.array(r.codes["codes"][:50])
         np.testing.assert_array_equal(r.codec.decode_torch(torch.from_numpy(some)).numpy(),

@@ -89,7 +89,7 @@ def score(run: dict, qrels: dict, measures: dict = MEASURES) -> dict[str, float]
     return {name: float(agg[m]) for name, m in measures.items()}
 
 
-def eval_collection(corpus: Path, model: str, config: CollectionConfig | None = None,
+def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | None = None,
                     collection_dir: str | Path | None = None, progress: bool = False):
     """Open (or build) the collection for `corpus` and re-sync it (a no-op when nothing changed).
 
@@ -99,10 +99,19 @@ def eval_collection(corpus: Path, model: str, config: CollectionConfig | None = 
     from hsearch.encode.loader import _fingerprint, resolve_model_dir
     from hsearch.engine import open_collection
 
-    if Path(model).expanduser().exists():  # a folder: store it absolute so the cache works from any cwd
+    from hsearch.storage.manifest import MANIFEST
+
+    if model is not None and Path(model).expanduser().exists():  # a folder: store it absolute so the cache works from any cwd
         model = str(Path(model).expanduser().resolve())
-    config = replace(config or CollectionConfig(), model=model)
     corpus = Path(corpus).expanduser().resolve()
+    if collection_dir is not None and config is None and (Path(collection_dir).expanduser() / MANIFEST).exists():
+        # A collection the user built (e.g. `hsearch index --colbert-codec float32`): its own settings hold.
+        col = open_collection(collection_dir, model=model)
+        col.index(corpus, progress=progress)
+        return col
+    config = config or CollectionConfig()
+    config = replace(config, model=model or config.model)
+    model = config.model
     if collection_dir is None:
         key = json.dumps([_fingerprint(resolve_model_dir(model)), config.to_dict(), str(corpus)], sort_keys=True)
         root = Path(os.environ.get("HSEARCH_CACHE") or Path.home() / ".cache" / "hsearch")
@@ -205,7 +214,7 @@ def sweep_weights(col, data: BeirData, mode: str, k: int = 100, **plan_options) 
     return {"weights": best, "split": data.split, "nDCG@10": best_score, "points": len(grid)}
 
 
-def evaluate(dataset_dir: str | Path, modes: list[str], model: str = "e5-small", split: str = "test",
+def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None, split: str = "test",
              k: int = 100, limit_queries: int | None = None, collection_dir: str | Path | None = None,
              fusion: str = "weighted", weights: str | dict | None = None, normalize: str | None = None,
              depth: int | None = None, config: CollectionConfig | None = None, sweep: bool = False,

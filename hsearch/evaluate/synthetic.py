@@ -141,7 +141,7 @@ def parse_lengths(text: str) -> list[int]:
     return lengths
 
 
-def run_synthetic(task: str, lengths, modes: list[str], model: str = "e5-small", seed: int = 0,
+def run_synthetic(task: str, lengths, modes: list[str], model: str | None = None, seed: int = 0,
                   config=None, work_dir: str | Path | None = None, progress: bool = False) -> dict[str, dict]:
     """{mode: {"Acc@1": mean over lengths, "by_length": {"256": acc, ...}}}; Acc@1 is ir-measures' nDCG@1.
 

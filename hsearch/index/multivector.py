@@ -21,6 +21,7 @@ Codecs (`get_codec(name, dim, **opts)`):
             merge by concatenating codes (`merge_multivector`). dim + 2 bytes/token (dim + 4 with
             scale_dtype="float32"; float16 scales need max|x| <= ~8.3e6, fine for unit vectors).
     float16 plain half precision, reference quality. 2*dim bytes/token.
+    float32 no compression (4*dim bytes/token): the baseline that compression is measured against.
     pq      faiss.ProductQuantizer(dim, M, 8), trained on the segment's own vectors. M defaults to
             the largest divisor of dim that is <= dim/4 (dim=128 -> 32, 384 -> 96, 1024 -> 256);
             M bytes/token. Training needs at least `pq_min_train` token vectors (default 4096 =
@@ -131,21 +132,22 @@ class Int8Codec:
 class Float16Codec:
     name = "float16"
     trained = False
+    dtype = np.float16
 
     def __init__(self, dim: int):
         self.dim = int(dim)
 
     def bytes_per_token(self, dim: int | None = None) -> float:
-        return float(2 * (self.dim if dim is None else dim))
+        return float(np.dtype(self.dtype).itemsize * (self.dim if dim is None else dim))
 
     def params(self) -> dict:
         return {}
 
     def encode(self, x: np.ndarray) -> dict[str, np.ndarray]:
         x = _check_vectors(x, self.dim)
-        if x.size and float(np.abs(x).max()) > _F16_MAX:
+        if self.dtype == np.float16 and x.size and float(np.abs(x).max()) > _F16_MAX:
             raise InputError("float16 codec: a value exceeds the float16 range (65504); use int8 or pq")
-        return {"codes": x.astype(np.float16)}
+        return {"codes": x.astype(self.dtype)}
 
     def decode(self, codes: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(codes["codes"]).astype(np.float32)
@@ -158,6 +160,13 @@ class Float16Codec:
 
     def load(self, folder: Path) -> None:
         pass
+
+
+class Float32Codec(Float16Codec):
+    """No compression: the reference that the other codecs' nDCG cost is measured against."""
+
+    name = "float32"
+    dtype = np.float32
 
 
 def _default_pq_m(dim: int) -> int:
@@ -269,11 +278,11 @@ class PQCodec:
                                   f"{(self.M, self.ksub, self.dsub)}; rewrite the segment")
 
 
-CODECS = {"int8": Int8Codec, "float16": Float16Codec, "pq": PQCodec}
+CODECS = {"int8": Int8Codec, "float16": Float16Codec, "float32": Float32Codec, "pq": PQCodec}
 
 
 def get_codec(name: str, dim: int, **opts):
-    """A codec object by name ("int8", "float16", "pq") with its options."""
+    """A codec object by name ("int8", "float16", "float32", "pq") with its options."""
     if name not in CODECS:
         raise InputError(f"unknown multivector codec {name!r}; choose one of {sorted(CODECS)}")
     try:

@@ -16,7 +16,9 @@ def chunk_text(text: str, tokenizer, size: int, overlap: int) -> list[Chunk]:
     """Chunks of `text` of at most `size` tokens (special tokens not counted)."""
     if overlap >= size:
         raise ValueError(f"chunk overlap ({overlap}) must be smaller than the chunk size ({size})")
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+    # verbose=False: measuring a long text is the point here, not an error; transformers would warn
+    # "sequence length is longer than the specified maximum" once per run otherwise.
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
     offsets = enc["offset_mapping"]
     if len(offsets) <= size:
         return [Chunk(text, 0, len(text))]
