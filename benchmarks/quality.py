@@ -94,6 +94,9 @@ def main(argv=None):
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit-queries", type=int, default=None)
     ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--collection", action="append", default=[], metavar="DATASET=DIR",
+                    help="score DATASET (a folder given in --datasets) on an existing collection DIR, e.g. one "
+                    "built with --colbert-codec float32; repeatable")
     ap.add_argument("--no-bm25s", action="store_true", help="skip the bm25s peer")
     ap.add_argument("--quick", action="store_true", help="xquad-r en and de->en, first 20 queries")
     ap.add_argument("--out", default=None, help="markdown file to append the table to (default: "
@@ -106,6 +109,8 @@ def main(argv=None):
     if a.quick:
         datasets, cross, a.limit_queries = QUICK, QUICK_CROSS, a.limit_queries or 20
     modes = [m for m in a.modes.split(",") if m]
+    given = dict(item.split("=", 1) for item in a.collection)
+    collections = {Path(d).resolve(): Path(c) for d, c in given.items()}
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="hsearch-quality-") as tmp:
         jobs = [(str(p.resolve().relative_to(DATASETS)) if p.resolve().is_relative_to(DATASETS) else p.name, p) for p in datasets]
@@ -113,7 +118,9 @@ def main(argv=None):
         for name, folder in jobs:
             print(f"{name}: hsearch {','.join(modes)} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            result = evaluate(folder, modes, model=a.model, split=a.split, k=a.k, limit_queries=a.limit_queries)
+            col = collections.get(folder.resolve())
+            result = evaluate(folder, modes, model=None if col else a.model, split=a.split, k=a.k,
+                              limit_queries=a.limit_queries, collection_dir=col)
             notes.append(f"{name}: hsearch {time.perf_counter() - t0:.1f}s (index build or re-sync + all modes)")
             rows += [(name, f"hsearch {m}", r) for m, r in result.items()]
             if not a.no_bm25s:
