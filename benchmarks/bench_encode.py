@@ -1,6 +1,7 @@
 """Encode throughput of length-grouped token-budget batching vs fixed-size batching.
 
     python benchmarks/bench_encode.py --datasets ../shared/datasets --repeats 3
+    python benchmarks/bench_encode.py --quick --model minilm     # smoke run: 40 generated texts, one repeat
 
 Texts: scifact abstracts and queries plus qmsum transcripts (cut to the model's window), shuffled,
 so short and long texts mix as in a real corpus. Each run is its own process (clean peak RSS);
@@ -30,13 +31,21 @@ def load_texts(root: Path, n_sci: int, n_q: int, n_long: int, seed: int = 0) -> 
     return texts
 
 
+def generated_texts(n: int, seed: int = 0) -> list[str]:
+    """`n` texts of 3 to 600 words from a small vocabulary: the length mix without any dataset."""
+    rng = random.Random(seed)
+    words = "the a of search index token vector query document dense sparse late interaction score".split()
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 600))) for _ in range(n)]
+
+
 def child(args) -> None:
     import logging
 
     logging.disable(logging.WARNING)  # truncation warnings are expected here
     from hsearch.encode import load_encoder
 
-    texts = load_texts(Path(args.datasets), args.scifact, args.queries, args.long)
+    texts = (load_texts(Path(args.datasets), args.scifact, args.queries, args.long) if args.datasets
+             else generated_texts(40))
     enc = load_encoder(args.model, threads=args.threads)
     ids, _ = enc.tokenize([enc.spec.document_prefix + t for t in texts], enc.spec.max_length)
     tokens = sum(len(x) for x in ids)
@@ -50,7 +59,9 @@ def child(args) -> None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", required=True, help="folder holding scifact/ and qmsum/ (BEIR layout)")
+    ap.add_argument("--datasets", default=None, help="folder holding scifact/ and qmsum/ (BEIR layout); "
+                    "required unless --quick")
+    ap.add_argument("--quick", action="store_true", help="40 generated texts, one repeat (a smoke run, no result)")
     ap.add_argument("--model", default="e5-small")
     ap.add_argument("--scifact", type=int, default=300)
     ap.add_argument("--queries", type=int, default=300)
@@ -61,6 +72,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--child", choices=["tokens", "fixed"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.datasets and not args.quick:
+        ap.error("give --datasets (the folder holding scifact/ and qmsum/), or --quick")
+    if args.quick:
+        args.repeats = 1
     if args.child:
         args.batching = args.child
         return child(args)
