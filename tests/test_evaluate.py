@@ -185,3 +185,19 @@ def test_run_synthetic_and_cli_shape(tiny_bgem3, tmp_path):
     r = CliRunner().invoke(main, ["eval", "--synthetic", "passkey", "--lengths", "64", "--write-beir",
                                   str(tmp_path / "out")])
     assert r.exit_code == 0 and load_beir(tmp_path / "out" / "passkey-64").queries
+
+
+def test_collection_from_before_a_new_setting_still_opens_and_keeps_its_cache(beir, tiny_bgem3, cache):
+    """A setting added to CollectionConfig later (with a behaviour-keeping default) must not orphan
+    collections built before it: the manifest lacks the key, its default holds."""
+    import json
+
+    from hsearch.storage.manifest import MANIFEST
+
+    first = evaluate(beir, ["bm25"], model=str(tiny_bgem3))
+    (folder,) = list((cache / "eval").iterdir())
+    data = json.loads((folder / MANIFEST).read_text())
+    del data["config"]["bm25_tokenizer"]  # as if the collection predated this setting
+    (folder / MANIFEST).write_text(json.dumps(data))
+    assert evaluate(beir, ["bm25"], model=str(tiny_bgem3)) == first
+    assert list((cache / "eval").iterdir()) == [folder]

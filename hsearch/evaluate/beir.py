@@ -113,7 +113,11 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
     config = replace(config, model=model or config.model)
     model = config.model
     if collection_dir is None:
-        key = json.dumps([_fingerprint(resolve_model_dir(model)), config.to_dict(), str(corpus)], sort_keys=True)
+        # Only settings that differ from their defaults enter the key, so adding a setting to hsearch
+        # (with a default that keeps the old behaviour) does not orphan every cached collection.
+        default = CollectionConfig().to_dict()
+        settings = {k: v for k, v in config.to_dict().items() if k == "model" or v != default[k]}
+        key = json.dumps([_fingerprint(resolve_model_dir(model)), settings, str(corpus)], sort_keys=True)
         root = Path(os.environ.get("HSEARCH_CACHE") or Path.home() / ".cache" / "hsearch")
         collection_dir = root / "eval" / hashlib.sha256(key.encode()).hexdigest()[:16]
     col = open_collection(collection_dir, create=True, model=model, config=config)
