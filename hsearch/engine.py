@@ -35,8 +35,10 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
     folder = Path(path).expanduser()
     if (folder / MANIFEST).exists():
         manifest = Manifest.load(folder)
-        if config is not None and config.to_dict() != manifest.config:
-            changed = {k for k, v in config.to_dict().items() if manifest.config.get(k) != v and k != "model"}
+        # A setting the manifest lacks was added to hsearch after the collection was built: its default holds.
+        built = CollectionConfig.from_dict(manifest.config).to_dict()
+        if config is not None and config.to_dict() != built:
+            changed = {k for k, v in config.to_dict().items() if built.get(k) != v and k != "model"}
             if changed - {"commit_every"}:
                 raise CollectionError(f"{folder} was built with other settings ({', '.join(sorted(changed))}); "
                                       "use a new --collection folder, or rebuild this one after deleting it")
