@@ -88,7 +88,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=None, help="comma-separated BEIR folders (default: scifact, cranfield, "
                     "xquad-r en and de)")
-    ap.add_argument("--cross", default=None, help="comma-separated QUERIES_DIR:CORPUS_DIR pairs (default: xquad-r de:en)")
+    ap.add_argument("--cross", default=None, help="comma-separated QUERIES_DIR:CORPUS_DIR pairs (default with the default "
+                    "datasets: xquad-r de:en; none when --datasets is given)")
     ap.add_argument("--modes", default="bm25,dense,sparse,dense+sparse,all")
     ap.add_argument("--model", default="e5-small")
     ap.add_argument("--split", default="test")
@@ -104,8 +105,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     datasets = [Path(p) for p in a.datasets.split(",")] if a.datasets else DEFAULT
-    cross = ([tuple(Path(x) for x in pair.split(":", 1)) for pair in a.cross.split(",")] if a.cross
-             else DEFAULT_CROSS)
+    if a.cross:
+        cross = [tuple(Path(x) for x in pair.split(":", 1)) for pair in a.cross.split(",") if pair]
+    else:  # the default pairs go with the default datasets only
+        cross = [] if a.datasets else DEFAULT_CROSS
     if a.quick:
         datasets, cross, a.limit_queries = QUICK, QUICK_CROSS, a.limit_queries or 20
     modes = [m for m in a.modes.split(",") if m]
