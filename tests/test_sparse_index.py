@@ -2,17 +2,23 @@
 
 Weights are dyadic (i/8) in most tests so every float sum is exact in any order: the index and a
 BLAS matmul must then agree bit for bit, ties included (ties are frequent with such weights).
+The pruned search (MaxScore) is also checked bit for bit against the exhaustive one (`prune=False`)
+on Zipf data with continuous weights; `forced_pruning` lowers the size thresholds (and shrinks the
+sample and seed sets) so that pruning runs, and fully, on test-sized segments.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import hsearch.index.sparse as sparse_module
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.sparse import (SparseReader, _ranges, _ranges_reference, _top_k, _top_k_reference,
                                   open_sparse, write_sparse)
@@ -87,22 +93,34 @@ def segment(tmp_path_factory):
     return get
 
 
+@contextlib.contextmanager
+def forced_pruning(dense=4):
+    """Pruning for any segment and k, with a small sample and few seeds so every step does work;
+    `dense` sets which terms use dense columns (0: none, a huge value: all)."""
+    with mock.patch.multiple(sparse_module, _PRUNE_MIN_POSTINGS=0, _PRUNE_MIN_POSTINGS_PER_DOC=0,
+                             _PRUNE_MAX_K=10**9, _SAMPLE=4, _SAMPLE_K=1, _SEEDS=2, _SEEDS_K=1, _FINAL=0,
+                             _DENSE=dense):
+        yield
+
+
+@pytest.mark.parametrize("pruning", ["default", "forced"])
 @pytest.mark.parametrize("quantize", [False, True])
 @pytest.mark.parametrize("n", [0, 1, 17, 1000])
-def test_search_and_score_equal_brute_force(segment, n, quantize):
+def test_search_and_score_equal_brute_force(segment, n, quantize, pruning):
     ids, docs, r = segment(n, quantize)
     assert len(r) == n
     probe = np.r_[ids, [10**7, -10**7]].astype(np.int64)  # plus ids the segment lacks
-    for q in make_queries(np.random.default_rng(100 + n)):
-        full = brute_scores(docs, q, quantize).astype(np.float32)
-        np.testing.assert_array_equal(r.score(q, probe), np.r_[full, 0, 0].astype(np.float32))
-        for k in (0, 1, 5, n + 3):
-            for allow in (None, even):
-                got_ids, got_s = r.search(q, k, allow)
-                want_ids, want_s = brute_search(ids, docs, q, k, quantize, allow)
-                assert got_ids.dtype == np.int64 and got_s.dtype == np.float32
-                np.testing.assert_array_equal(got_ids, want_ids)
-                np.testing.assert_array_equal(got_s, want_s)
+    with forced_pruning() if pruning == "forced" else contextlib.nullcontext():
+        for q in make_queries(np.random.default_rng(100 + n)):
+            full = brute_scores(docs, q, quantize).astype(np.float32)
+            np.testing.assert_array_equal(r.score(q, probe), np.r_[full, 0, 0].astype(np.float32))
+            for k in (0, 1, 5, n + 3):
+                for allow in (None, even):
+                    got_ids, got_s = r.search(q, k, allow)
+                    want_ids, want_s = brute_search(ids, docs, q, k, quantize, allow)
+                    assert got_ids.dtype == np.int64 and got_s.dtype == np.float32
+                    np.testing.assert_array_equal(got_ids, want_ids)
+                    np.testing.assert_array_equal(got_s, want_s)
 
 
 def test_continuous_weights_close_to_brute_force(tmp_path):
@@ -135,6 +153,9 @@ def test_search_reads_only_query_postings(segment):
                          | {"post_docs": poisoned})
     for got, exp in zip(clone.search(q, 20), want):
         np.testing.assert_array_equal(got, exp)
+    with forced_pruning():
+        for got, exp in zip(clone.search(q, 20), want):
+            np.testing.assert_array_equal(got, exp)
 
 
 @pytest.mark.parametrize("quantize", [False, True])
@@ -234,3 +255,170 @@ def test_property_search_equals_brute_force(docs, query, k, quantize, filtered, 
         full = brute_scores(docs, query, quantize).astype(np.float32)
         np.testing.assert_array_equal(r.score(query, ids), full)
         del r  # release the memory maps before the folder goes
+
+
+# ---- pruned (MaxScore) search against the exhaustive one, on Zipf data ----
+
+def zipf_docs(rng, n, vocab=3000, terms=30, dyadic=False):
+    """n docs of `terms` token draws (duplicates collapse) with Zipf(1) frequencies over a random
+    rank -> token map, so a few terms sit in most docs, as in benchmarks/bench_sparse.py."""
+    p = 1.0 / np.arange(1, vocab + 1)
+    token = rng.permutation(vocab)
+    draw = lambda rows, cols: token[rng.choice(vocab, (rows, cols), p=p / p.sum())]  # noqa: E731
+    def weights(rows, cols):
+        return rng.integers(1, 17, (rows, cols)) / 8 if dyadic else rng.uniform(0.01, 0.4, (rows, cols))
+    docs = [dict(zip(t, w)) for t, w in zip(draw(n, terms).tolist(), weights(n, terms).tolist())]
+    queries = [dict(zip(t, w)) for t, w in zip(draw(12, 12).tolist(), weights(12, 12).tolist())]
+    queries += [{}, {vocab + 5: 1.0}, {**queries[0], vocab + 9: 0.3}]  # empty, absent, partly absent
+    ids = rng.choice(10**6, n, replace=False).astype(np.int64) - 500_000
+    return ids, docs, queries
+
+
+def sparse_allow(ids):
+    return ids % 7 == 3
+
+
+def assert_same_top_k(r, q, k, allow):
+    want_ids, want_s = r.search(q, k, allow, prune=False)
+    got_ids, got_s = r.search(q, k, allow)
+    assert got_ids.dtype == np.int64 and got_s.dtype == np.float32
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_array_equal(got_s, want_s)
+    return got_ids, got_s
+
+
+class PrunedSpy:
+    """Counts the searches the pruned path answered itself (rather than handing back to exhaustive)."""
+
+    def __init__(self):
+        self.pruned = self.calls = 0
+        inner = SparseReader._search_pruned
+
+        def search_pruned(reader, *args):
+            out = inner(reader, *args)
+            self.calls += 1
+            self.pruned += out is not None
+            return out
+        self.patch = mock.patch.object(SparseReader, "_search_pruned", search_pruned)
+
+
+@pytest.mark.parametrize("dense", [0, 4, 10**9])  # no dense columns, frequent terms only, every term
+@pytest.mark.parametrize("quantize", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_pruned_equals_exhaustive_on_zipf(tmp_path, seed, quantize, dense):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(300, 1500))
+    ids, docs, queries = zipf_docs(rng, n, dyadic=seed % 2 == 1)  # dyadic: many exact ties
+    write_sparse(tmp_path, ids, docs, quantize=quantize)
+    r = open_sparse(tmp_path)
+    spy = PrunedSpy()
+    with forced_pruning(dense), spy.patch:
+        for q in queries:
+            for k in (1, 10, 37, n + 5):
+                for allow in (None, even, sparse_allow, lambda x: np.zeros(len(x), bool)):
+                    assert_same_top_k(r, q, k, allow)
+        spy.pruned = spy.calls = 0
+        for q in queries[:12]:
+            r.search(q, 10)
+    assert spy.calls == 12 and spy.pruned >= 10  # the pruned path really answered (no fallback)
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_pruned_equals_brute_force_on_zipf(tmp_path, quantize):
+    rng = np.random.default_rng(11)
+    ids, docs, queries = zipf_docs(rng, 800, dyadic=True)
+    write_sparse(tmp_path, ids, docs, quantize=quantize)
+    r = open_sparse(tmp_path)
+    with forced_pruning():
+        for q in queries:
+            for k in (1, 10, 900):
+                for allow in (None, even):
+                    got = assert_same_top_k(r, q, k, allow)
+                    want = brute_search(ids, docs, q, k, quantize, allow)
+                    np.testing.assert_array_equal(got[0], want[0])
+                    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_pruning_at_default_thresholds_scores_few_docs(tmp_path):
+    """Benchmark-like density at 30k docs: the default knobs prune most queries, and those score
+    only a small fraction of their hits exactly, with the same top-10 as exhaustive scoring."""
+    rng = np.random.default_rng(3)
+    ids, docs, queries = zipf_docs(rng, 30_000, vocab=30_000, terms=60)
+    write_sparse(tmp_path, ids, docs)
+    r = open_sparse(tmp_path)
+    exact = []
+    inner = SparseReader._exact
+
+    def spy(reader, pos, qt, qw):
+        exact.append(len(pos))
+        return inner(reader, pos, qt, qw)
+    pruned = 0
+    with mock.patch.object(SparseReader, "_exact", spy):
+        for q in queries[:12]:
+            exact.clear()
+            assert_same_top_k(r, q, 10, None)
+            if exact:  # the pruned path ran (the exhaustive one never scores through the forward index)
+                pruned += 1
+                hits = len(r.search(q, len(r), prune=False)[0])
+                assert sum(exact) < hits / 20
+    assert pruned >= 6
+
+
+def test_pruning_falls_back_on_odd_query_weights(tmp_path):
+    rng = np.random.default_rng(5)
+    ids, docs, queries = zipf_docs(rng, 500)
+    write_sparse(tmp_path, ids, docs)
+    r = open_sparse(tmp_path)
+    with forced_pruning():
+        for q in queries[:4]:
+            t = next(iter(q), None)
+            for w in (0.0, -0.5, 1e-320, 1e38):  # zero, negative, subnormal, near float32's max
+                if t is not None:
+                    assert_same_top_k(r, {**q, t: w}, 10, None)
+
+
+def test_old_segment_without_term_max(tmp_path):
+    rng = np.random.default_rng(8)
+    ids, docs, queries = zipf_docs(rng, 600)
+    for quantize in (False, True):
+        folder = tmp_path / f"q{quantize}"
+        write_sparse(folder, ids, docs, quantize=quantize)
+        stored = np.load(folder / "term_max.npy")
+        (folder / "term_max.npy").unlink()  # as written before term_max existed
+        r = open_sparse(folder)
+        with forced_pruning():
+            for q in queries:
+                assert_same_top_k(r, q, 10, even)
+        np.testing.assert_array_equal(r.term_max, stored)
+        assert r.term_max.dtype == r.post_weights.dtype
+        for i in range(0, len(r.terms), 97):
+            assert stored[i] == r.post_weights[r.term_ptr[i]:r.term_ptr[i + 1]].max()
+
+
+def test_open_rejects_term_max_of_wrong_length(tmp_path):
+    write_sparse(tmp_path, np.array([1, 2]), [{1: 1.0}, {2: 0.5}])
+    np.save(tmp_path / "term_max.npy", np.ones(5, np.float32))
+    with pytest.raises(CollectionError):
+        SparseReader.open(tmp_path)
+
+
+skewed_terms = st.integers(0, 24).map(lambda i: i * i // 12)  # low token ids are far more frequent
+
+
+@settings(max_examples=80, deadline=None)
+@given(docs=st.lists(st.dictionaries(skewed_terms, weights, max_size=10), max_size=40),
+       query=st.dictionaries(st.integers(0, 60), weights, max_size=8),
+       k=st.integers(1, 45), quantize=st.booleans(), filtered=st.booleans(),
+       dense=st.sampled_from([0, 4, 10**9]), seed=st.integers(0, 99))
+def test_property_pruned_equals_exhaustive_and_brute_force(docs, query, k, quantize, filtered, dense, seed):
+    ids = np.random.default_rng(seed).permutation(len(docs)).astype(np.int64) * 3 - 5
+    allow = even if filtered else None
+    with tempfile.TemporaryDirectory() as d:
+        write_sparse(Path(d), ids, docs, quantize=quantize)
+        r = open_sparse(Path(d))
+        with forced_pruning(dense):
+            got_ids, got_s = assert_same_top_k(r, query, k, allow)
+        want_ids, want_s = brute_search(ids, docs, query, k, quantize, allow)
+        np.testing.assert_array_equal(got_ids, want_ids)
+        np.testing.assert_array_equal(got_s, want_s)
+        del r
