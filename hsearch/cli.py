@@ -14,6 +14,16 @@ COLLECTION = click.option("--collection", "-c", default=".hsearch", show_default
                           help="Collection folder.")
 
 
+def _long_context_options(fn):
+    """--long-context METHOD[:LENGTH] and --long-context-length N (parsed and checked by the library)."""
+    fn = click.option("--long-context-length", type=int, default=None, metavar="N",
+                      help="Target length in tokens for --long-context (or write METHOD:N).")(fn)
+    return click.option("--long-context", default=None, metavar="METHOD",
+                        help="Encode past the model's window without training: native, chunk, mcls, pi, rp, gp "
+                             "(any model); ntk, yarn, selfextend (RoPE models); mcls+POS combines. "
+                             "e.g. pi:4096, chunk:8192, mcls+rp:4096, selfextend:8192,w=512,g=16.")(fn)
+
+
 def _handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -38,17 +48,19 @@ def main():
 @click.argument("path")
 @COLLECTION
 @click.option("--model", "-m", default=None, help="Model for a new collection: e5-small (default), minilm, a folder, or a HF id.")
-@click.option("--chunk-tokens", type=int, default=None, help="Tokens per chunk (default: the model's window).")
+@click.option("--chunk-tokens", type=int, default=None,
+              help="Tokens per chunk (default: the model's window, or the long-context length).")
 @click.option("--chunk-overlap", type=int, default=64, show_default=True, help="Tokens shared by neighbouring chunks.")
 @click.option("--dense-index", type=click.Choice(["auto", "flat", "hnsw"]), default="auto", show_default=True)
 @click.option("--colbert-codec", type=click.Choice(["int8", "float16", "float32", "pq"]), default="int8", show_default=True)
 @click.option("--no-colbert", is_flag=True, help="Do not store multi-vectors (smaller; no colbert mode).")
 @click.option("--no-bm25", is_flag=True, help="Do not build the BM25 index.")
 @click.option("--threads", type=int, default=None, help="CPU threads for encoding.")
+@_long_context_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_handle_errors
 def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, colbert_codec, no_colbert, no_bm25,
-          threads, quiet):
+          threads, long_context, long_context_length, quiet):
     """Index a folder (recursively) or a BEIR corpus.jsonl; re-runs encode only new or changed documents."""
     from hsearch.config import CollectionConfig
     from hsearch.engine import open_collection
@@ -56,7 +68,7 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
 
     config = CollectionConfig(model=model or "e5-small", chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                               dense_index=dense_index, colbert_codec=colbert_codec, store_colbert=not no_colbert,
-                              bm25=not no_bm25)
+                              bm25=not no_bm25, long_context=long_context, long_context_length=long_context_length)
     col = open_collection(collection, create=True, model=model, config=config, threads=threads)
     stats = LoadStats()
     report = col.index(path, progress=not quiet and sys.stderr.isatty(), stats=stats)
@@ -141,16 +153,18 @@ def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, w
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--model", "-m", default="e5-small", show_default=True)
 @click.option("--query", "is_query", is_flag=True, help="Encode as queries (query prefix) instead of documents.")
-@click.option("--max-length", type=int, default=None, help="Token limit (default: the model's window).")
+@click.option("--max-length", type=int, default=None,
+              help="Token limit (default: the model's window, or the long-context length).")
 @click.option("--tokens", is_flag=True, help="Sparse keys as token strings instead of ids.")
+@_long_context_options
 @_handle_errors
-def embed(texts, model, is_query, max_length, tokens):
+def embed(texts, model, is_query, max_length, tokens, long_context, long_context_length):
     """Print the three representations of TEXTS as JSON ('-' reads one text per line from stdin)."""
     from hsearch.encode import load_encoder
 
     if texts == ("-",):
         texts = tuple(line.rstrip("\n") for line in sys.stdin if line.strip())
-    enc = load_encoder(model)
+    enc = load_encoder(model, long_context=long_context, long_context_length=long_context_length)
     out = []
     for r in enc.encode(list(texts), is_query=is_query, max_length=max_length):
         sparse = {(enc.tokenizer.convert_ids_to_tokens(t) if tokens else str(t)): round(w, 6)
@@ -206,11 +220,13 @@ def models():
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic task.")
 @click.option("--write-beir", "write_dir", default=None, metavar="DIR",
               help="Write the synthetic task as BEIR folders DIR/<task>-<length> and stop.")
+@_long_context_options
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_handle_errors
 def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights, normalize, collection,
-          sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, as_json, quiet):
+          sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, long_context, long_context_length,
+          as_json, quiet):
     """Score modes on a BEIR folder (nDCG@10, Recall@100, MRR@10) or a synthetic task (Acc@1)."""
     from pathlib import Path
 
@@ -218,6 +234,11 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
 
     modes = [m.strip() for m in mode.split(",") if m.strip()]
     progress = not quiet and sys.stderr.isatty()
+    config = None  # None: an existing --collection keeps its own settings
+    if long_context is not None or long_context_length is not None:
+        from hsearch.config import CollectionConfig
+
+        config = CollectionConfig(long_context=long_context, long_context_length=long_context_length)
     if synthetic:
         from hsearch.evaluate.synthetic import generate, parse_lengths, run_synthetic, write_beir
 
@@ -225,7 +246,8 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
             for n in parse_lengths(lengths):
                 click.echo(write_beir(generate(synthetic, n, seed), Path(write_dir) / f"{synthetic}-{n}"))
             return
-        result = run_synthetic(synthetic, parse_lengths(lengths), modes, model=model, seed=seed, progress=progress)
+        result = run_synthetic(synthetic, parse_lengths(lengths), modes, model=model, seed=seed, config=config,
+                               progress=progress)
         columns = ["Acc@1"] + [f"@{n}" for n in next(iter(result.values()))["by_length"]]
         rows = {m: [r["Acc@1"], *r["by_length"].values()] for m, r in result.items()}
     else:
@@ -235,7 +257,8 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
 
         result = evaluate(dataset, modes, model=model, split=split, k=k, limit_queries=limit_queries,
                           collection_dir=collection, fusion=fusion, weights=weights, normalize=normalize,
-                          depth=depth, sweep=sweep_weights, sweep_split=sweep_split, progress=progress)
+                          depth=depth, config=config, sweep=sweep_weights, sweep_split=sweep_split,
+                          progress=progress)
         columns = ["nDCG@10", "Recall@100", "MRR@10"]
         rows = {m: [r[c] for c in columns] for m, r in result.items()}
     if as_json:

@@ -9,7 +9,7 @@ from hsearch.errors import InputError
 @dataclass(frozen=True)
 class CollectionConfig:
     model: str = "e5-small"
-    chunk_tokens: int | None = None  # None: the model's window minus special tokens and prefix
+    chunk_tokens: int | None = None  # None: the encoder's window (the long-context target) minus specials and prefix
     chunk_overlap: int = 64
     dense_index: str = "auto"  # auto | flat | hnsw
     colbert_codec: str = "int8"  # int8 | float16 | float32 | pq
@@ -18,6 +18,10 @@ class CollectionConfig:
     bm25: bool = True
     bm25_tokenizer: str = "en_stem"
     commit_every: int = 20_000  # chunks per segment: an interrupted run keeps what it committed
+    # Training-free context extension (hsearch/encode/longctx.py): "pi", "mcls+rp", "selfextend,w=512",
+    # or with its length inside ("pi:4096"); None: the model's own window.
+    long_context: str | None = None
+    long_context_length: int | None = None  # the target length, when not given inside long_context
 
     def __post_init__(self):
         if self.chunk_tokens is not None and self.chunk_tokens < 16:
@@ -26,6 +30,10 @@ class CollectionConfig:
             raise InputError("chunk_overlap must be >= 0 and smaller than chunk_tokens")
         if self.commit_every < 1:
             raise InputError("commit_every must be at least 1")
+        if self.long_context_length is not None and not self.long_context:
+            raise InputError("long_context_length needs a long_context method too, e.g. --long-context pi")
+        if self.long_context_length is not None and self.long_context_length < 2:
+            raise InputError(f"long_context_length must be at least 2 tokens, got {self.long_context_length}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -53,7 +53,8 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
         config = replace(config, model=model)
     from hsearch.encode import load_encoder
 
-    encoder = load_encoder(config.model, device=device, threads=threads)
+    encoder = load_encoder(config.model, device=device, threads=threads, long_context=config.long_context,
+                           long_context_length=config.long_context_length)
     folder.mkdir(parents=True, exist_ok=True)
     spec = asdict(encoder.spec)
     manifest = Manifest(config=config.to_dict(), encoder={**spec, "dim": encoder.dim,
@@ -79,7 +80,9 @@ class Collection:
         if self._encoder is None:
             from hsearch.encode import load_encoder
 
-            self._encoder = load_encoder(self.config.model, device=self._device, threads=self._threads)
+            self._encoder = load_encoder(self.config.model, device=self._device, threads=self._threads,
+                                         long_context=self.config.long_context,
+                                         long_context_length=self.config.long_context_length)
             self._check_fingerprint(self._encoder.spec.fingerprint, self.config.model)
         return self._encoder
 

@@ -190,4 +190,6 @@ class Writer:
     def _default_chunk_tokens(self) -> int:
         enc = self.encoder
         prefix = len(enc.tokenizer(enc.spec.document_prefix, add_special_tokens=False)["input_ids"])
-        return enc.spec.max_length - enc.tokenizer.num_special_tokens_to_add() - prefix
+        # max_tokens: the long-context target when the encoder has one, so chunks grow to it
+        window = getattr(enc, "max_tokens", enc.spec.max_length)
+        return window - enc.tokenizer.num_special_tokens_to_add() - prefix

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from hsearch.errors import InputError
 from hsearch.types import Encoded
+
+from .longctx import Extension, LongContext, insert_cls, split_windows
 
 log = logging.getLogger("hsearch")
 
@@ -31,7 +34,8 @@ class EncoderSpec:
     normalize: bool = True
     sparse_head: str = "trained"  # "trained" | "unit" (no head file: 1/sqrt(n) per distinct token)
     colbert_head: str = "trained"  # "trained" | "identity" (no head file: normalised token states)
-    fingerprint: str = ""
+    fingerprint: str = ""  # the model folder's identity
+    long_context: str = ""  # resolved long-context method ("pi:4096", ...); "" = none. Part of the identity
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def describe_heads(self) -> dict[str, str]:
@@ -73,7 +77,7 @@ class Encoder:
     """A transformer with BGE-M3's three heads. Build it with `hsearch.encode.load_encoder`."""
 
     def __init__(self, model, tokenizer, spec: EncoderSpec, sparse_linear=None, colbert_linear=None,
-                 device: str | None = None, threads: int | None = None):
+                 device: str | None = None, threads: int | None = None, long_context: LongContext | None = None):
         import torch
 
         if threads:
@@ -91,6 +95,16 @@ class Encoder:
                             tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.bos_token_id)
             if tid is not None})
         self._needs_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
+        # A long-context method: texts up to its target length; the model itself is only changed
+        # inside each forward pass (`Extension.applied`).
+        self.long_context = (Extension(long_context, self.model, spec.max_length, spec.pooling, spec.name)
+                             if long_context is not None else None)
+        self.spec = replace(spec, long_context=str(self.long_context) if self.long_context else "")
+        if self.long_context is not None and self.long_context.settings.method in ("chunk", "mcls"):
+            probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+            if len(probe) < 3 or probe[0] not in self._special_ids or probe[-1] not in self._special_ids:
+                raise InputError(f"{self.long_context.settings.method} needs a tokenizer that wraps each text in "
+                                 f"special tokens ([CLS] ... [SEP]); {spec.name}'s does not")
 
     @property
     def dim(self) -> int:
@@ -99,6 +113,12 @@ class Encoder:
     @property
     def colbert_dim(self) -> int:
         return int(self.colbert_linear.out_features) if self.colbert_linear is not None else self.dim
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens of one text (special tokens included) encoded before truncation: the long-context
+        target (less the [CLS] tokens mcls inserts), else the model's window."""
+        return self.long_context.text_tokens if self.long_context else self.spec.max_length
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -111,7 +131,8 @@ class Encoder:
     def encode(self, texts, *, is_query: bool = False, dense: bool = True, sparse: bool = True,
                colbert: bool = True, max_length: int | None = None, token_budget: int = 16384,
                max_batch: int = 128, batching: str = "tokens", progress: bool = False) -> list[Encoded]:
-        """Encode `texts` (a list of non-empty strings). Over-long texts are truncated with a warning."""
+        """Encode `texts` (a list of non-empty strings). Texts longer than `max_length` (default
+        `max_tokens`) are truncated with a warning."""
         texts = _check_texts(texts)
         if not texts:
             return []
@@ -119,32 +140,45 @@ class Encoder:
         prefix = self.spec.query_prefix if is_query else self.spec.document_prefix
         ids, cut = self.tokenize([prefix + t for t in texts], max_length)
         if sum(c > 0 for c in cut):
+            hint = ("raise the long-context length" if self.long_context is not None else
+                    "raise --max-length up to the model's window or use a long-context method")
             log.warning("%d of %d texts were longer than %d tokens; %d tokens were cut. Long documents are "
-                        "split into chunks by `hsearch index`; for a single text raise --max-length up to "
-                        "the model's window or use a long-context method.", sum(c > 0 for c in cut), len(texts),
-                        max_length, sum(cut))
-        lengths = [len(x) for x in ids]
+                        "split into chunks by `hsearch index`; for a single text %s.", sum(c > 0 for c in cut),
+                        len(texts), max_length, sum(cut), hint)
+        units = ids
+        if self.long_context is not None and self.long_context.settings.method == "chunk":
+            units, owner = self._windows(ids, prefix)
+        lengths = [len(x) for x in units]
         if batching == "tokens":
             batches = token_budget_batches(lengths, token_budget, max_batch)
         elif batching == "fixed":
-            batches = fixed_size_batches(len(ids), max_batch)
+            batches = fixed_size_batches(len(units), max_batch)
         else:
             raise InputError(f"unknown batching {batching!r}; choose 'tokens' or 'fixed'")
-        out: list[Encoded | None] = [None] * len(texts)
+        if self.long_context is not None:
+            # Past the native window, one text per batch: without padding there is no (B, T, T) mask,
+            # and SDPA's fused kernel keeps attention memory linear in T.
+            batches = [part for batch in batches for part in
+                       ([batch] if max(lengths[i] for i in batch) <= self.spec.max_length else [[i] for i in batch])]
+        out: list[Encoded | None] = [None] * len(units)
         bar = _progress(progress, total=sum(lengths), desc="encoding", unit="tok")
         for batch in batches:
-            for i, enc in zip(batch, self._encode_batch([ids[i] for i in batch], dense, sparse, colbert)):
-                enc.truncated_tokens = cut[i]
+            for i, enc in zip(batch, self._encode_batch([units[i] for i in batch], dense, sparse, colbert)):
                 out[i] = enc
             if bar is not None:
                 bar.update(sum(lengths[i] for i in batch))
         if bar is not None:
             bar.close()
+        if units is not ids:
+            out = [self._pool_windows([out[j] for j in owner[i]]) for i in range(len(ids))]
+        for i, enc in enumerate(out):
+            enc.n_tokens, enc.truncated_tokens = len(ids[i]), cut[i]
         return out  # type: ignore[return-value]
 
     def tokenize(self, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
         """Token ids per text (with special tokens, cut to max_length) and how many tokens were cut."""
-        full = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        # verbose=False: transformers' "longer than the specified maximum" note; we report cuts ourselves
+        full = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         cut = [max(0, len(x) - max_length) for x in full]
         long = [i for i, c in enumerate(cut) if c]
         if long:  # re-tokenise only the long ones, so the tokenizer's own truncation rule applies
@@ -158,13 +192,46 @@ class Encoder:
 
     def _window(self, max_length: int | None) -> int:
         if max_length is None:
-            return self.spec.max_length
+            return self.max_tokens
         if max_length < 2:
             raise InputError(f"max_length must be at least 2, got {max_length}")
-        if max_length > self.spec.max_length:
+        if max_length > self.max_tokens:
+            if self.long_context is not None:
+                raise InputError(f"max_length {max_length} exceeds the long-context target ({self.spec.long_context}: "
+                                 f"{self.max_tokens} text tokens); raise the target length instead")
             raise InputError(f"max_length {max_length} exceeds the model's window of {self.spec.max_length} "
                              "tokens; use a long-context method to go beyond it")
         return max_length
+
+    def _windows(self, ids: list[list[int]], prefix: str) -> tuple[list[list[int]], list[list[int]]]:
+        """chunk: every text's windows of the native length, and which windows belong to which text."""
+        pre = self.tokenizer(prefix.strip(), add_special_tokens=False)["input_ids"] if prefix.strip() else []
+        units, owner = [], []
+        for x in ids:
+            p = len(pre) if pre and x[1:1 + len(pre)] == pre else 0  # repeat the prefix only where it tokenised alone
+            windows = split_windows(x, self.spec.max_length, p)
+            owner.append(list(range(len(units), len(units) + len(windows))))
+            units += windows
+        return units, owner
+
+    def _pool_windows(self, parts: list[Encoded]) -> Encoded:
+        """chunk: mean of the windows' dense vectors (normalised again), max sparse weight, concatenated vectors."""
+        enc = Encoded()
+        if parts[0].dense is not None:
+            enc.dense = np.mean([p.dense for p in parts], axis=0).astype(np.float32)
+            if self.spec.normalize:
+                enc.dense /= max(float(np.linalg.norm(enc.dense)), 1e-12)
+        if parts[0].sparse is not None:
+            merged: dict[int, float] = {}
+            for p in parts:
+                for t, w in p.sparse.items():
+                    merged[t] = max(w, merged.get(t, 0.0))
+            if self.sparse_linear is None and merged:  # unit weights over the whole text, as for one window
+                merged = {t: 1.0 / np.sqrt(len(merged)) for t in merged}
+            enc.sparse = merged
+        if parts[0].colbert is not None:
+            enc.colbert = np.ascontiguousarray(np.concatenate([p.colbert for p in parts]))
+        return enc
 
     def hidden_states(self, batch_ids: list[list[int]]):
         """Last hidden states (B, T, H) and the attention mask (B, T) of a padded batch."""
@@ -178,20 +245,31 @@ class Encoder:
             input_ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
             mask[r, :len(x)] = 1
         inputs = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
-        if self._needs_token_types:
+        lc = self.long_context
+        positions = lc.position_ids(len(batch_ids), width, self.device) if lc is not None else None
+        if positions is not None:
+            inputs["position_ids"] = positions
+        # Explicit zeros: XLM-R would otherwise gather its token-type buffer at our (extended) position ids.
+        if self._needs_token_types or (positions is not None and lc.kind == "absolute"):
             inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
-        with torch.inference_mode():
+        with lc.applied(self.model) if lc is not None else nullcontext(), torch.inference_mode():
             hidden = self.model(**inputs).last_hidden_state
         return hidden, inputs["attention_mask"], inputs["input_ids"]
 
     def _encode_batch(self, batch_ids, want_dense, want_sparse, want_colbert) -> list[Encoded]:
         import torch
 
+        cls_at = None
+        if self.long_context is not None and self.long_context.settings.method == "mcls":
+            batch_ids, cls_at = map(list, zip(*(insert_cls(x, self.long_context.every) for x in batch_ids)))
         hidden, mask, input_ids = self.hidden_states(batch_ids)
         with torch.inference_mode():
             dense = sparse_w = colb = None
             if want_dense:
-                dense = self._pool(hidden, mask).float()
+                if cls_at is not None:  # MCLS: the mean of every [CLS] state
+                    dense = torch.stack([hidden[r, at].mean(0) for r, at in enumerate(cls_at)]).float()
+                else:
+                    dense = self._pool(hidden, mask).float()
                 if self.spec.normalize:
                     dense = torch.nn.functional.normalize(dense, dim=-1)
                 dense = dense.cpu().numpy()
@@ -220,7 +298,10 @@ class Encoder:
                     w = 1.0 / np.sqrt(len(enc.sparse))
                     enc.sparse = {t: w for t in enc.sparse}
             if colb is not None:
-                enc.colbert = np.ascontiguousarray(colb[r, : n - 1])  # first position dropped, no padding
+                rows = colb[r, : n - 1]  # first position dropped, no padding
+                if cls_at is not None:  # nor the [CLS] tokens MCLS inserted
+                    rows = np.delete(rows, np.asarray(cls_at[r][1:], dtype=np.int64) - 1, axis=0)
+                enc.colbert = np.ascontiguousarray(rows)
             results.append(enc)
         return results
 

@@ -14,9 +14,10 @@ import json
 import os
 from pathlib import Path
 
-from hsearch.errors import ModelError
+from hsearch.errors import InputError, ModelError
 
 from .encoder import Encoder, EncoderSpec
+from .longctx import LongContext
 
 DEFAULT_MODEL = "e5-small"
 # alias -> (loader, description); loaders return a folder on disk
@@ -49,8 +50,17 @@ def resolve_model_dir(name: str) -> Path:
                      f"{', '.join(sorted(ALIASES))}, a local model folder, or a Hugging Face id such as BAAI/bge-m3")
 
 
-def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: int | None = None) -> Encoder:
-    """Load `name` (see `resolve_model_dir`) as an `Encoder` with whatever heads the folder carries."""
+def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: int | None = None,
+                 long_context: LongContext | str | None = None, long_context_length: int | None = None) -> Encoder:
+    """Load `name` (see `resolve_model_dir`) as an `Encoder` with whatever heads the folder carries.
+
+    long_context: a `LongContext` or its text ("pi:4096", see `hsearch.encode.longctx`), with the
+    target length inside it or in `long_context_length`.
+    """
+    if isinstance(long_context, str):
+        long_context = LongContext.parse(long_context, long_context_length)
+    elif long_context is None and long_context_length is not None:
+        raise InputError("a long-context length needs a method too, e.g. --long-context pi")
     folder = resolve_model_dir(name)
     if not (folder / "config.json").exists():
         raise ModelError(f"{folder} has no config.json; point --model at a Hugging Face model folder")
@@ -99,7 +109,8 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
         fingerprint=_fingerprint(folder),
         extra={"folder": str(folder), "provenance": info.get("source", "")},
     )
-    return Encoder(model, tokenizer, spec, sparse_linear, colbert_linear, device=device, threads=threads)
+    return Encoder(model, tokenizer, spec, sparse_linear, colbert_linear, device=device, threads=threads,
+                   long_context=long_context)
 
 
 def _load_head(path: Path) -> dict:
