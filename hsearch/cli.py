@@ -56,11 +56,13 @@ def main():
 @click.option("--no-colbert", is_flag=True, help="Do not store multi-vectors (smaller; no colbert mode).")
 @click.option("--no-bm25", is_flag=True, help="Do not build the BM25 index.")
 @click.option("--threads", type=int, default=None, help="CPU threads for encoding.")
+@click.option("--max-chunks", type=int, default=None, metavar="N",
+              help="Index only each document's first N chunks (1: the truncation baseline).")
 @_long_context_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_handle_errors
 def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, colbert_codec, no_colbert, no_bm25,
-          threads, long_context, long_context_length, quiet):
+          threads, max_chunks, long_context, long_context_length, quiet):
     """Index a folder (recursively) or a BEIR corpus.jsonl; re-runs encode only new or changed documents."""
     from hsearch.config import CollectionConfig
     from hsearch.engine import open_collection
@@ -68,7 +70,8 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
 
     config = CollectionConfig(model=model or "e5-small", chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                               dense_index=dense_index, colbert_codec=colbert_codec, store_colbert=not no_colbert,
-                              bm25=not no_bm25, long_context=long_context, long_context_length=long_context_length)
+                              bm25=not no_bm25, long_context=long_context, long_context_length=long_context_length,
+                              max_chunks=max_chunks)
     col = open_collection(collection, create=True, model=model, config=config, threads=threads)
     stats = LoadStats()
     report = col.index(path, progress=not quiet and sys.stderr.isatty(), stats=stats)
@@ -220,13 +223,15 @@ def models():
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic task.")
 @click.option("--write-beir", "write_dir", default=None, metavar="DIR",
               help="Write the synthetic task as BEIR folders DIR/<task>-<length> and stop.")
+@click.option("--max-chunks", type=int, default=None, metavar="N",
+              help="Index only each document's first N chunks (1: LongEmbed's truncation baseline).")
 @_long_context_options
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_handle_errors
 def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights, normalize, collection,
-          sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, long_context, long_context_length,
-          as_json, quiet):
+          sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, max_chunks, long_context,
+          long_context_length, as_json, quiet):
     """Score modes on a BEIR folder (nDCG@10, Recall@100, MRR@10) or a synthetic task (Acc@1)."""
     from pathlib import Path
 
@@ -235,10 +240,11 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
     modes = [m.strip() for m in mode.split(",") if m.strip()]
     progress = not quiet and sys.stderr.isatty()
     config = None  # None: an existing --collection keeps its own settings
-    if long_context is not None or long_context_length is not None:
+    if long_context is not None or long_context_length is not None or max_chunks is not None:
         from hsearch.config import CollectionConfig
 
-        config = CollectionConfig(long_context=long_context, long_context_length=long_context_length)
+        config = CollectionConfig(long_context=long_context, long_context_length=long_context_length,
+                                  max_chunks=max_chunks)
     if synthetic:
         from hsearch.evaluate.synthetic import generate, parse_lengths, run_synthetic, write_beir
 

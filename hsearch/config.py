@@ -22,6 +22,16 @@ class CollectionConfig:
     # or with its length inside ("pi:4096"); None: the model's own window.
     long_context: str | None = None
     long_context_length: int | None = None  # the target length, when not given inside long_context
+    # Keep only a document's first N chunks (the rest is neither encoded nor in BM25). 1 is LongEmbed's
+    # truncation baseline: one window per document, as a plain 512-token model sees it.
+    max_chunks: int | None = None
+    # Where dense / sparse / multi-vectors live (hsearch/backends/): local | qdrant | qdrant-edge.
+    backend: str = "local"
+    backend_url: str | None = None  # qdrant: http(s)://host:6333, a folder (local mode) or :memory:; edge: a folder
+    qdrant_collection: str | None = None  # filled in at creation
+    qdrant_multivector: bool = True  # False: multi-vectors in hsearch's compressed store beside the collection
+    qdrant_shards: int | None = None  # cluster only: shard_number, replication_factor of the Qdrant collection
+    qdrant_replication: int | None = None
 
     def __post_init__(self):
         if self.chunk_tokens is not None and self.chunk_tokens < 16:
@@ -30,6 +40,8 @@ class CollectionConfig:
             raise InputError("chunk_overlap must be >= 0 and smaller than chunk_tokens")
         if self.commit_every < 1:
             raise InputError("commit_every must be at least 1")
+        if self.max_chunks is not None and self.max_chunks < 1:
+            raise InputError(f"max_chunks must be at least 1, got {self.max_chunks}")
         if self.long_context_length is not None and not self.long_context:
             raise InputError("long_context_length needs a long_context method too, e.g. --long-context pi")
         if self.long_context_length is not None and self.long_context_length < 2:

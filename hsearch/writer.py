@@ -16,12 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hsearch.backends import open_sink
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError
 from hsearch.index.bm25 import BM25Index
-from hsearch.index.dense import write_dense
-from hsearch.index.multivector import write_multivector
-from hsearch.index.sparse import write_sparse
 from hsearch.ingest.chunking import chunk_text
 from hsearch.ingest.loaders import Document
 from hsearch.snapshot import SEGMENTS
@@ -57,11 +55,22 @@ class Writer:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CollectionError(f"another hsearch process is writing to {folder}; wait for it to finish") from None
-        self.docs = DocStore(folder / "docs.sqlite")
-        self.bm25 = BM25Index(folder / "bm25", config.bm25_tokenizer) if config.bm25 else None
-        self._cleanup()
+        try:
+            self.docs = DocStore(folder / "docs.sqlite")
+            self.bm25 = BM25Index(folder / "bm25", config.bm25_tokenizer) if config.bm25 else None
+            self.sink = open_sink(config, folder, manifest)  # where the vectors go (hsearch/backends/)
+            self._cleanup()
+        except BaseException:
+            self._unlock()
+            raise
 
     def close(self):
+        try:
+            self.sink.close()
+        finally:
+            self._unlock()
+
+    def _unlock(self):
         fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._lock.close()
 
@@ -80,6 +89,7 @@ class Writer:
         if self.bm25 is not None:
             self.bm25.delete_from(self.manifest.next_chunk_id)
             self.bm25.commit()
+        self.sink.recover(self.manifest, self.manifest.load_tombstones(self.folder)[0])
 
     # ---- the run ----------------------------------------------------------------------------
     def sync(self, documents, source: str, delete_missing: bool = True, progress: bool = False) -> IndexReport:
@@ -145,6 +155,7 @@ class Writer:
         new.save(self.folder)  # the commit point
         self.manifest = new
         report.commits += 1
+        self.sink.commit(gen, replaced_chunks if replaced else np.empty(0, np.int64))
         if self.bm25 is not None and replaced:  # safe now: the manifest no longer shows these chunks
             self.bm25.delete(replaced_chunks)
             self.bm25.commit()
@@ -152,12 +163,13 @@ class Writer:
     def _write_segment(self, gen, pending, source, first_id, report, progress):
         enc = self.encoder
         size = self.config.chunk_tokens or self._default_chunk_tokens()
-        doc_rows, chunk_rows, texts, owner = [], [], [], []
+        doc_rows, chunk_rows, texts, owner, owner_docs = [], [], [], [], []
         next_row = self.docs.next_doc_row()
         name = f"seg-{gen:06d}"
         for doc, _old in pending:
             body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
             chunks = chunk_text(body, enc.tokenizer, size, min(self.config.chunk_overlap, size // 2))
+            chunks = chunks[:self.config.max_chunks]  # None keeps all
             doc_rows.append({"row": next_row, "doc_id": doc.id, "segment": name, "source": source, "path": doc.path,
                              "title": doc.title, "hash": doc.hash, "n_chunks": len(chunks),
                              "metadata": json.dumps(doc.metadata, ensure_ascii=False)})
@@ -166,6 +178,7 @@ class Writer:
                                    "text": c.text, "start": c.start, "end": c.end})
                 texts.append(c.text)
                 owner.append(next_row)
+                owner_docs.append(doc)
             next_row += 1
         ids = np.arange(first_id, first_id + len(texts), dtype=np.int64)
         reps = enc.encode_documents(texts, colbert=self.config.store_colbert, progress=progress)
@@ -173,10 +186,7 @@ class Writer:
         tmp = folder.with_name(f".{name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        write_dense(tmp / "dense", ids, np.stack([r.dense for r in reps]), self.config.dense_index)
-        write_sparse(tmp / "sparse", ids, [r.sparse for r in reps], quantize=self.config.sparse_quantize)
-        if self.config.store_colbert:
-            write_multivector(tmp / "colbert", ids, [r.colbert for r in reps], codec=self.config.colbert_codec)
+        self.sink.write(tmp, ids, reps, owner_docs)  # segment files, or a Qdrant upsert (durable on return)
         np.save(tmp / "doc_rows.npy", np.asarray(owner, dtype=np.int64))
         fsync_tree(tmp)
         tmp.rename(folder)

@@ -60,3 +60,19 @@ def test_embed_bad_model_and_empty_text(tmp_path):
     assert r.exit_code != 0 and "unknown model" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["embed", "  ", "--model", "minilm"])
     assert r.exit_code != 0 and "empty" in r.output
+
+
+def test_max_chunks_keeps_only_the_leading_window(run, tmp_path, tiny_bgem3):
+    """--max-chunks 1 is LongEmbed's truncation baseline: text past the first window is not indexed."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "long.txt").write_text("alpha beta gamma delta " * 40 + "zanzibar is the hidden word at the end.")
+    (docs / "short.txt").write_text("zanzibar appears in this short note.")
+    for name, extra in (("all", []), ("first", ["--max-chunks", 1])):
+        r = run("index", docs, "--collection", tmp_path / name, "--model", tiny_bgem3, "--chunk-tokens", 32,
+                "--chunk-overlap", 0, "-q", *extra)
+        assert r.exit_code == 0, r.output
+    hits = {n: [h["id"] for h in json.loads(run("query", "zanzibar", "--collection", tmp_path / n, "--mode", "bm25",
+                                                 "--json").output)] for n in ("all", "first")}
+    assert sorted(hits["all"]) == ["long.txt", "short.txt"] and hits["first"] == ["short.txt"]
+    assert run("index", docs, "--collection", tmp_path / "bad", "--model", tiny_bgem3, "--max-chunks", 0).exit_code != 0
