@@ -24,6 +24,28 @@ def _long_context_options(fn):
                              "e.g. pi:4096, chunk:8192, mcls+rp:4096, selfextend:8192,w=512,g=16.")(fn)
 
 
+def _backend_options(fn):
+    """Where the vectors live (hsearch/backends/); checked by the library when the collection is created."""
+    options = [
+        click.option("--backend", type=click.Choice(["local", "qdrant", "qdrant-edge"]), default="local",
+                     show_default=True, help="local: hsearch's own stores; qdrant: qdrant-client (a server or "
+                     "cluster by --url, or its local mode in a folder); qdrant-edge: Qdrant's engine in-process."),
+        click.option("--url", "backend_url", default=None, metavar="URL|DIR",
+                     help="Qdrant server (http://host:6333; API key from $QDRANT_API_KEY), or a folder for an "
+                     "embedded engine (default: inside the collection)."),
+        click.option("--qdrant-collection", default=None, metavar="NAME",
+                     help="Qdrant collection name (default: hsearch-<folder>-<random>)."),
+        click.option("--local-multivector", is_flag=True,
+                     help="Keep multi-vectors in hsearch's compressed store, not in Qdrant (large corpora)."),
+        click.option("--shards", "qdrant_shards", type=int, default=None, help="Qdrant cluster: shard_number."),
+        click.option("--replication", "qdrant_replication", type=int, default=None,
+                     help="Qdrant cluster: replication_factor."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def _handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -59,10 +81,12 @@ def main():
 @click.option("--max-chunks", type=int, default=None, metavar="N",
               help="Index only each document's first N chunks (1: the truncation baseline).")
 @_long_context_options
+@_backend_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_handle_errors
 def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, colbert_codec, no_colbert, no_bm25,
-          threads, max_chunks, long_context, long_context_length, quiet):
+          threads, max_chunks, long_context, long_context_length, backend, backend_url, qdrant_collection,
+          local_multivector, qdrant_shards, qdrant_replication, quiet):
     """Index a folder (recursively) or a BEIR corpus.jsonl; re-runs encode only new or changed documents."""
     from hsearch.config import CollectionConfig
     from hsearch.engine import open_collection
@@ -71,7 +95,9 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
     config = CollectionConfig(model=model or "e5-small", chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                               dense_index=dense_index, colbert_codec=colbert_codec, store_colbert=not no_colbert,
                               bm25=not no_bm25, long_context=long_context, long_context_length=long_context_length,
-                              max_chunks=max_chunks)
+                              max_chunks=max_chunks, backend=backend, backend_url=backend_url,
+                              qdrant_collection=qdrant_collection, qdrant_multivector=not local_multivector,
+                              qdrant_shards=qdrant_shards, qdrant_replication=qdrant_replication)
     col = open_collection(collection, create=True, model=model, config=config, threads=threads)
     stats = LoadStats()
     report = col.index(path, progress=not quiet and sys.stderr.isatty(), stats=stats)

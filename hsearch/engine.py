@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from hsearch.backends import settle_config
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError, InputError
 from hsearch.ingest.loaders import Document, LoadStats, load_path
@@ -37,6 +38,8 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
         manifest = Manifest.load(folder)
         # A setting the manifest lacks was added to hsearch after the collection was built: its default holds.
         built = CollectionConfig.from_dict(manifest.config).to_dict()
+        if config is not None:  # backend names and paths given as at creation compare equal
+            config = settle_config(config, folder, built=CollectionConfig.from_dict(manifest.config))
         if config is not None and config.to_dict() != built:
             changed = {k for k, v in config.to_dict().items() if built.get(k) != v and k != "model"}
             if changed - {"commit_every"}:
@@ -51,6 +54,7 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
     config = config or CollectionConfig()
     if model is not None:
         config = replace(config, model=model)
+    config = settle_config(config, folder)
     from hsearch.encode import load_encoder
 
     encoder = load_encoder(config.model, device=device, threads=threads, long_context=config.long_context,
@@ -161,8 +165,7 @@ class Collection:
             need = set(plan.signals) | set(plan.first_stage)
             encoded = self.encoder.encode_queries([plan.query], dense="dense" in need, sparse="sparse" in need,
                                                   colbert="colbert" in need)[0]
-        allowed = snap.docs.filtered_chunk_ids(plan.where) if plan.where else None
-        return execute(plan, snap, encoded, allowed)
+        return execute(plan, snap, encoded)
 
     def info(self) -> dict:
         snap = self.snapshot()

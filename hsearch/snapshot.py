@@ -1,11 +1,18 @@
 """A reader's consistent view of a collection: the manifest it loaded, its segments' readers,
-the tombstones, and the shared BM25 and document stores filtered through them."""
+the tombstones, and the shared BM25 and document stores filtered through them.
+
+`sources` are what the planner queries (hsearch/backends/base.py): BM25, the segments' own stores, and
+for a Qdrant collection the Qdrant source last (it then answers each query in one call)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from hsearch.backends import open_remote
+from hsearch.backends.base import Scope
+from hsearch.backends.local import ReaderSource, SegmentSource
+from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError
 from hsearch.index.bm25 import BM25Index
 from hsearch.index.dense import DenseReader
@@ -22,7 +29,11 @@ class SegmentReaders:
         self.name, self.start, self.end = name, start, end
         try:
             self.doc_rows = np.load(folder / "doc_rows.npy", mmap_mode="r")
-            self.stores = {"dense": DenseReader(folder / "dense"), "sparse": open_sparse(folder / "sparse")}
+            self.stores = {}  # a Qdrant collection keeps dense and sparse (and maybe colbert) in Qdrant
+            if (folder / "dense").exists():
+                self.stores["dense"] = DenseReader(folder / "dense")
+            if (folder / "sparse").exists():
+                self.stores["sparse"] = open_sparse(folder / "sparse")
             if (folder / "colbert").exists():
                 self.stores["colbert"] = open_multivector(folder / "colbert")
         except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -42,6 +53,9 @@ class Snapshot:
         self.docs = DocStore(folder / "docs.sqlite")
         self.bm25 = BM25Index(folder / "bm25", self.manifest.config.get("bm25_tokenizer", "en_stem")) \
             if self.manifest.config.get("bm25", True) else None
+        self.local = SegmentSource(self.segments)
+        remote = open_remote(CollectionConfig.from_dict(self.manifest.config), folder, self.manifest, self.dead_chunks)
+        self.sources = [s for s in (ReaderSource("bm25", self.bm25) if self.bm25 else None, self.local, remote) if s]
 
     @property
     def n_chunks(self) -> int:
@@ -57,6 +71,10 @@ class Snapshot:
             ok &= ~np.isin(ids, self.dead_chunks)
         return ok
 
+    def scope(self, where=()) -> Scope:
+        """What a query with metadata filter `where` may see in this snapshot."""
+        return Scope(where, self.live, self.docs.filtered_chunk_ids)
+
     def allow(self, allowed: np.ndarray | None):
         """An `allow(ids) -> mask` for the stores: live, and in `allowed` when a filter is set."""
         if allowed is None:
@@ -65,11 +83,7 @@ class Snapshot:
 
     def by_segment(self, ids: np.ndarray):
         """Yield (segment readers, positions into ids) for the ids each segment holds."""
-        seg = np.searchsorted(self._starts, ids, side="right") - 1
-        for i, s in enumerate(self.segments):
-            pos = np.nonzero((seg == i) & (ids < s.end))[0]
-            if len(pos):
-                yield s, pos
+        return self.local.by_segment(ids)
 
     def doc_rows(self, ids: np.ndarray) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.int64)

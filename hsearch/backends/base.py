@@ -1,0 +1,75 @@
+"""Where vectors live: the two protocols between the engine and a vector backend.
+
+The planner never asks a backend for one thing at a time. It hands every *source* (something that
+holds some signals) the whole step at once, so a remote engine answers a query in one round trip:
+
+    Source.collect(first, depth, score, scope, extra) -> (ids, {signal: scores})
+        ids    sorted, unique: `extra` plus each `first` signal's top-`depth` chunks inside `scope`
+        scores for every signal in `score`, its score of each of those ids (0 where it has none)
+
+`query/execute.py` asks the sources in order, passing the candidates found so far as `extra`, then
+asks each source that saw a smaller union to score the newcomers (with `first` empty). Local sources
+come first (BM25, hsearch's own segment stores), a remote one last: it then scores the complete union
+in the same call that retrieves its own candidates. A signal is served by the first source listing it.
+
+The writer puts each commit's vectors into a *sink*:
+
+    Sink.write(folder, ids, reps, docs)   before the commit: the segment folder being written, chunk ids,
+                                          their `Encoded`s and owning `Document`s; durable on return
+    Sink.commit(generation, deleted)      after the manifest of `generation` is saved; `deleted`: the chunks
+                                          it tombstoned
+    Sink.recover(manifest, dead_chunks)   at writer start: drop what an interrupted run left, re-apply deletes
+    Sink.close()                          at the end of a write run
+
+Implementations: `hsearch/backends/local.py` (FAISS, the sparse inverted index and the compressed
+token store in segment folders) and `hsearch/backends/qdrant.py` (one Qdrant collection).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+VECTOR_SIGNALS = ("dense", "sparse", "colbert")
+
+
+class Scope:
+    """What a query may see: the snapshot's live chunks, narrowed by the plan's metadata filter.
+
+    Local stores take `allow` (a mask over ids, applied before the top-k cut). A remote backend maps
+    `where` to its own filter and uses `live` and `matching` only where it cannot.
+    """
+
+    def __init__(self, where: tuple, live: Callable[[np.ndarray], np.ndarray],
+                 matching: Callable[[tuple], np.ndarray]):
+        self.where, self.live, self._matching = tuple(where), live, matching
+        self._allowed: np.ndarray | None = None
+
+    def matching(self, where: tuple) -> np.ndarray:
+        """Sorted chunk ids whose document matches `where` (resolved in the document store)."""
+        return self._matching(tuple(where))
+
+    def allow(self, ids: np.ndarray) -> np.ndarray:
+        mask = self.live(ids)
+        if self.where:
+            if self._allowed is None:  # resolved once, on first use: a remote-only plan never needs it
+                self._allowed = self.matching(self.where)
+            mask &= np.isin(ids, self._allowed)
+        return mask
+
+
+class Source(Protocol):
+    signals: frozenset
+
+    def collect(self, first: dict[str, Any], depth: int, score: dict[str, Any], scope: Scope,
+                extra: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+
+
+class Sink(Protocol):
+    def write(self, folder, ids: np.ndarray, reps: list, docs: list) -> None: ...
+
+    def commit(self, generation: int, deleted: np.ndarray) -> None: ...
+
+    def recover(self, manifest, dead_chunks: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...

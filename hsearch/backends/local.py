@@ -1,0 +1,101 @@
+"""The local backend: hsearch's own stores in segment folders (FAISS, the learned-sparse inverted index,
+the compressed token store) and tantivy BM25, behind the source and sink protocols of base.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hsearch.index.dense import write_dense
+from hsearch.index.multivector import write_multivector
+from hsearch.index.sparse import write_sparse
+
+from .base import Scope
+
+
+def _collect(source, first: dict, depth: int, score: dict, scope: Scope, extra: np.ndarray):
+    pools = [np.asarray(extra, np.int64)] + [source.search(s, q, depth, scope.allow)[0] for s, q in first.items()]
+    ids = np.unique(np.concatenate(pools))
+    return ids, {s: source.score(s, q, ids) for s, q in score.items()}
+
+
+class SegmentSource:
+    """The stores of every segment of a snapshot: per-segment top-k merged, scores gathered by segment."""
+
+    def __init__(self, segments):
+        self.segments = segments
+        self.signals = frozenset(s for seg in segments for s in seg.stores)
+        self._starts = np.array([s.start for s in segments], dtype=np.int64)
+
+    def collect(self, first, depth, score, scope, extra):
+        return _collect(self, first, depth, score, scope, extra)
+
+    def search(self, signal: str, query, k: int, allow) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k chunk ids of one signal over every segment (ties: smaller id first)."""
+        ids, scores = [], []
+        for seg in self.segments:
+            if signal in seg.stores:
+                i, s = seg.stores[signal].search(query, k, allow)
+                ids.append(i)
+                scores.append(s)
+        ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        scores = np.concatenate(scores).astype(np.float32) if scores else np.empty(0, np.float32)
+        top = np.lexsort((ids, -scores))[:k]
+        return ids[top], scores[top]
+
+    def score(self, signal: str, query, ids: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(ids), dtype=np.float32)
+        for seg, pos in self.by_segment(ids):
+            if signal in seg.stores:
+                out[pos] = seg.stores[signal].score(query, ids[pos])
+        return out
+
+    def by_segment(self, ids: np.ndarray):
+        """Yield (segment readers, positions into ids) for the ids each segment holds."""
+        seg = np.searchsorted(self._starts, ids, side="right") - 1
+        for i, s in enumerate(self.segments):
+            pos = np.nonzero((seg == i) & (ids < s.end))[0]
+            if len(pos):
+                yield s, pos
+
+
+class ReaderSource:
+    """One reader with `search(query, k, allow)` and `score(query, ids)` serving one signal (BM25)."""
+
+    def __init__(self, signal: str, reader):
+        self.signals, self.reader = frozenset({signal}), reader
+
+    def collect(self, first, depth, score, scope, extra):
+        return _collect(self, first, depth, score, scope, extra)
+
+    def search(self, signal, query, k, allow):
+        return self.reader.search(query, k, allow)
+
+    def score(self, signal, query, ids):
+        return self.reader.score(query, ids)
+
+
+class LocalSink:
+    """Writes the signals it is given into the segment folder: dense (FAISS), sparse, colbert (codes)."""
+
+    def __init__(self, config, signals=("dense", "sparse", "colbert")):
+        self.config = config
+        self.signals = set(signals) - (set() if config.store_colbert else {"colbert"})
+
+    def write(self, folder: Path, ids: np.ndarray, reps: list, docs: list) -> None:
+        c = self.config
+        if "dense" in self.signals:
+            write_dense(folder / "dense", ids, np.stack([r.dense for r in reps]), c.dense_index)
+        if "sparse" in self.signals:
+            write_sparse(folder / "sparse", ids, [r.sparse for r in reps], quantize=c.sparse_quantize)
+        if "colbert" in self.signals:
+            write_multivector(folder / "colbert", ids, [r.colbert for r in reps], codec=c.colbert_codec)
+
+    def commit(self, generation, deleted) -> None:  # the manifest's tombstones hide deleted chunks
+        pass
+
+    def recover(self, manifest, dead_chunks) -> None:  # the writer removes unlisted segment folders
+        pass
+
+    def close(self) -> None:
+        pass
