@@ -27,13 +27,29 @@ DEFAULT_COLLECTION = ".hsearch"
 
 def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = False, model: str | None = None,
                     config: CollectionConfig | None = None, device: str | None = None,
-                    threads: int | None = None) -> "Collection":
+                    threads: int | None = None, encoder=None) -> "Collection":
     """Open the collection at `path`; with create=True, make it if it does not exist yet.
 
     `model` defaults to the model that built the collection (or the bundled default for a new one);
     naming a different model for an existing collection is an error.
+
+    `encoder` plugs in an encoder object instead of loading a model by name, so an application can
+    bring its own (an API-served model, a cached or synthetic one; benchmarks/bench_engine.py uses a
+    synthetic one). It needs what `hsearch.encode.Encoder` offers to the writer and the planner:
+        spec          an `EncoderSpec`: its `name` becomes the collection's model, its `fingerprint`
+                      identifies it (a collection refuses an encoder with another fingerprint)
+        dim, colbert_dim
+        tokenizer     called as tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                      truncation=False, verbose=False) -> {"input_ids", "offset_mapping"} (chunking),
+                      plus tokenizer.num_special_tokens_to_add() when config.chunk_tokens is None
+        encode_documents(texts, colbert=bool, progress=bool) -> list[Encoded]
+        encode_queries(texts, dense=bool, sparse=bool, colbert=bool) -> list[Encoded]
+    A collection built with an encoder object must be opened with the same object (or one with the
+    same fingerprint) to write or to search by text; `run(plan, encoded=...)` needs none.
     """
     folder = Path(path).expanduser()
+    if encoder is not None and model is not None:
+        raise InputError("pass either model= or encoder=, not both")
     if (folder / MANIFEST).exists():
         manifest = Manifest.load(folder)
         # A setting the manifest lacks was added to hsearch after the collection was built: its default holds.
@@ -48,17 +64,23 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
         col = Collection(folder, manifest, device=device, threads=threads)
         if model is not None:
             col._check_model(model)
+        if encoder is not None:
+            col._check_fingerprint(encoder.spec.fingerprint, encoder.spec.name)
+            col._encoder = encoder
         return col
     if not create:
         raise CollectionError(f"no collection at {folder}; create one with `hsearch index PATH --collection {folder}`")
     config = config or CollectionConfig()
-    if model is not None:
+    if encoder is not None:
+        config = replace(config, model=encoder.spec.name)
+    elif model is not None:
         config = replace(config, model=model)
     config = settle_config(config, folder)
-    from hsearch.encode import load_encoder
+    if encoder is None:
+        from hsearch.encode import load_encoder
 
-    encoder = load_encoder(config.model, device=device, threads=threads, long_context=config.long_context,
-                           long_context_length=config.long_context_length)
+        encoder = load_encoder(config.model, device=device, threads=threads, long_context=config.long_context,
+                               long_context_length=config.long_context_length)
     folder.mkdir(parents=True, exist_ok=True)
     spec = asdict(encoder.spec)
     manifest = Manifest(config=config.to_dict(), encoder={**spec, "dim": encoder.dim,

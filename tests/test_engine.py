@@ -160,3 +160,65 @@ def test_manifest_names_only_files_that_exist(collection):
     for seg in m["segments"]:
         assert (collection.folder / "segments" / seg["name"] / "dense" / "dense.json").exists()
     assert np.all(np.diff([s["start"] for s in m["segments"]]) > 0) or len(m["segments"]) == 1
+
+
+class WordTokenizer:
+    """Words as tokens (hashed ids), with the call signature of a Hugging Face tokenizer."""
+
+    def __call__(self, text, add_special_tokens=False, return_offsets_mapping=False, **_):
+        import re
+        import zlib
+
+        words = list(re.finditer(r"\w+", text.lower()))
+        out = {"input_ids": [zlib.crc32(m.group().encode()) & 0x7FFFFFFF for m in words]}
+        if return_offsets_mapping:
+            out["offset_mapping"] = [m.span() for m in words]
+        return out
+
+    def num_special_tokens_to_add(self):
+        return 0
+
+
+class WordEncoder:
+    """An encoder object as an application would plug one in: hashed words, no transformer."""
+
+    def __init__(self, dim=16, seed=0):
+        from hsearch.encode.encoder import EncoderSpec
+
+        self.dim = self.colbert_dim = dim
+        self.spec = EncoderSpec(name="word-hash-test", pooling="mean", max_length=512, fingerprint=f"words-{dim}-{seed}")
+        self.tokenizer = WordTokenizer()
+        self._table = np.random.default_rng(seed).standard_normal((1024, dim)).astype(np.float32)
+
+    def _one(self, text, dense=True, sparse=True, colbert=True):
+        from hsearch.types import Encoded
+
+        ids = self.tokenizer(text)["input_ids"] or [0]
+        vecs = self._table[np.asarray(ids) % len(self._table)]
+        vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+        mean = vecs.mean(0)
+        return Encoded(dense=mean / np.linalg.norm(mean) if dense else None,
+                       sparse={t: 1.0 / np.sqrt(len(set(ids))) for t in ids} if sparse else None,
+                       colbert=vecs if colbert else None, n_tokens=len(ids))
+
+    def encode_documents(self, texts, colbert=True, progress=False, **_):
+        return [self._one(t, colbert=colbert) for t in texts]
+
+    def encode_queries(self, texts, dense=True, sparse=True, colbert=True, **_):
+        return [self._one(t, dense, sparse, colbert) for t in texts]
+
+
+def test_plugged_encoder_object_builds_and_searches(tmp_path):
+    docs = [{"id": "dog", "text": "The dog runs in the park."}, {"id": "cat", "text": "Cats sleep all day long."},
+            {"id": "qubit", "text": "Quantum computers use qubits."}]
+    col = open_collection(tmp_path / "c", create=True, encoder=WordEncoder())
+    assert col.add(docs).chunks == 3 and col.config.model == "word-hash-test"
+    for mode in MODES:
+        assert ids(col.search("dog park", mode=mode, k=3))[0] == "dog", mode
+    assert col.info()["model"] == "word-hash-test"
+    again = open_collection(tmp_path / "c", encoder=WordEncoder())  # same fingerprint: accepted
+    assert ids(again.search("qubits", mode="sparse", k=1)) == ["qubit"]
+    with pytest.raises(CollectionError, match="was built with model"):
+        open_collection(tmp_path / "c", encoder=WordEncoder(seed=1))
+    with pytest.raises(InputError, match="either model= or encoder="):
+        open_collection(tmp_path / "d", create=True, model="minilm", encoder=WordEncoder())
