@@ -82,11 +82,14 @@ def main():
               help="Index only each document's first N chunks (1: the truncation baseline).")
 @_long_context_options
 @_backend_options
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Encode on Ray (pip install 'hsearch[ray]'): a local Ray, or the cluster at ADDRESS "
+              "(auto, ray://host:10001); bit-identical to encoding here on the same kind of device.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_handle_errors
 def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, colbert_codec, no_colbert, no_bm25,
           threads, max_chunks, long_context, long_context_length, backend, backend_url, qdrant_collection,
-          local_multivector, qdrant_shards, qdrant_replication, quiet):
+          local_multivector, qdrant_shards, qdrant_replication, ray_address, quiet):
     """Index a folder (recursively) or a BEIR corpus.jsonl; re-runs encode only new or changed documents."""
     from hsearch.config import CollectionConfig
     from hsearch.engine import open_collection
@@ -99,6 +102,12 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
                               qdrant_collection=qdrant_collection, qdrant_multivector=not local_multivector,
                               qdrant_shards=qdrant_shards, qdrant_replication=qdrant_replication)
     col = open_collection(collection, create=True, model=model, config=config, threads=threads)
+    if ray_address is not None:
+        from hsearch.encode.ray_runner import attach_ray
+
+        c = col.config
+        attach_ray(col.encoder, c.model, ray_address, long_context=c.long_context,
+                   long_context_length=c.long_context_length)
     stats = LoadStats()
     report = col.index(path, progress=not quiet and sys.stderr.isatty(), stats=stats)
     click.echo(f"{report.summary()} -> {collection}")

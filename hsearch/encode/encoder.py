@@ -76,6 +76,10 @@ def fixed_size_batches(n: int, batch_size: int) -> list[list[int]]:
 class Encoder:
     """A transformer with BGE-M3's three heads. Build it with `hsearch.encode.load_encoder`."""
 
+    # Runs the planned batches elsewhere: f(list of batches of token ids, dense, sparse, colbert) ->
+    # one list of Encoded per batch, each as `_encode_batch` gives it (hsearch/encode/ray_runner.py).
+    batch_runner = None
+
     def __init__(self, model, tokenizer, spec: EncoderSpec, sparse_linear=None, colbert_linear=None,
                  device: str | None = None, threads: int | None = None, long_context: LongContext | None = None):
         import torch
@@ -161,14 +165,20 @@ class Encoder:
             batches = [part for batch in batches for part in
                        ([batch] if max(lengths[i] for i in batch) <= self.spec.max_length else [[i] for i in batch])]
         out: list[Encoded | None] = [None] * len(units)
-        bar = _progress(progress, total=sum(lengths), desc="encoding", unit="tok")
-        for batch in batches:
-            for i, enc in zip(batch, self._encode_batch([units[i] for i in batch], dense, sparse, colbert)):
-                out[i] = enc
+        if self.batch_runner is not None:  # the same batches, so the same bits, encoded by other processes
+            done = self.batch_runner([[units[i] for i in batch] for batch in batches], dense, sparse, colbert)
+            for batch, encs in zip(batches, done):
+                for i, enc in zip(batch, encs):
+                    out[i] = enc
+        else:
+            bar = _progress(progress, total=sum(lengths), desc="encoding", unit="tok")
+            for batch in batches:
+                for i, enc in zip(batch, self._encode_batch([units[i] for i in batch], dense, sparse, colbert)):
+                    out[i] = enc
+                if bar is not None:
+                    bar.update(sum(lengths[i] for i in batch))
             if bar is not None:
-                bar.update(sum(lengths[i] for i in batch))
-        if bar is not None:
-            bar.close()
+                bar.close()
         if units is not ids:
             out = [self._pool_windows([out[j] for j in owner[i]]) for i in range(len(ids))]
         for i, enc in enumerate(out):
@@ -275,7 +285,12 @@ class Encoder:
                 dense = dense.cpu().numpy()
             if want_sparse:
                 if self.sparse_linear is not None:
-                    sparse_w = torch.relu(self.sparse_linear(hidden)).squeeze(-1).float().cpu().numpy()
+                    # float64: one weight is a dot product whose float32 rounding changed with the BLAS
+                    # kernel a process picked (seen in Ray workers); rounded from float64 it does not
+                    lin = self.sparse_linear
+                    sparse_w = torch.relu(torch.nn.functional.linear(hidden.double(), lin.weight.double(),
+                                                                     None if lin.bias is None else lin.bias.double()))
+                    sparse_w = sparse_w.squeeze(-1).float().cpu().numpy()
                 else:
                     sparse_w = np.ones(tuple(hidden.shape[:2]), dtype=np.float32)
             if want_colbert:
