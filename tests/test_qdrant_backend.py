@@ -220,6 +220,7 @@ def test_interrupted_run_leaves_no_visible_points(tmp_path, word_encoder, monkey
 # ----------------------------------------------------------------------------------------- errors
 
 
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_unreachable_server_is_a_clear_error(tmp_path, word_encoder):
     from hsearch.engine import open_collection
 

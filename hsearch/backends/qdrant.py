@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hsearch.errors import CollectionError, InputError
+from hsearch.index.dense import HNSW_FROM
 from hsearch.storage.atomic import write_json_atomic
 
 from .local import LocalSink
@@ -296,7 +297,9 @@ class QdrantSource:
         return f
 
     def _search(self, signal, query, limit, flt, prefetch=()) -> Search:
-        exact = signal == "dense" and self.config.dense_index == "flat"
+        # as the local dense store: exact for flat, and for auto below HNSW_FROM chunks
+        kind = self.config.dense_index
+        exact = signal == "dense" and (kind == "flat" or (kind == "auto" and self.next_chunk_id < HNSW_FROM))
         return Search(signal, _vector(signal, query), limit, flt, exact=exact,
                       hnsw_ef=HNSW_EF if signal == "dense" and not exact else None, prefetch=list(prefetch))
 
