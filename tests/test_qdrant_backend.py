@@ -23,6 +23,8 @@ from hsearch.types import Encoded
 pytest.importorskip("qdrant_client")
 pytest.importorskip("qdrant_edge")
 
+# qdrant-client checks a server's version in the background; the unreachable-server test makes it warn
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 WORDS = [f"w{i}" for i in range(300)]
 N_DOCS = 2000
 
@@ -220,7 +222,6 @@ def test_interrupted_run_leaves_no_visible_points(tmp_path, word_encoder, monkey
 # ----------------------------------------------------------------------------------------- errors
 
 
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_unreachable_server_is_a_clear_error(tmp_path, word_encoder):
     from hsearch.engine import open_collection
 
