@@ -192,15 +192,28 @@ class Collection:
     def info(self) -> dict:
         snap = self.snapshot()
         m = snap.manifest
-        size = {}
-        for part in ("segments", "bm25", "docs.sqlite"):
-            p = self.folder / part
-            files = [p] if p.is_file() else list(p.rglob("*")) if p.exists() else []
-            size[part] = sum(f.stat().st_size for f in files if f.is_file())
+        size = {part: _disk_bytes(self.folder / part) for part in ("segments", "bm25", "docs.sqlite")}
         live_docs = snap.docs.live_docs([s.name for s in m.segments], snap.dead_docs)
         return {"collection": str(self.folder), "model": m.encoder.get("name"), "documents": len(live_docs),
                 "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
                 "bytes": size, "heads": _heads(m.encoder), "config": m.config}
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes under `path`. A writer may rename or remove files meanwhile (a segment's temporary
+    folder becoming final): those are skipped, not an error; sizes are a report, not a snapshot."""
+    import os
+
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(path):  # os.walk skips folders that vanish while it walks
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
 
 
 def _heads(encoder: dict) -> dict:
