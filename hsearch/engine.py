@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -202,8 +203,6 @@ class Collection:
 def _disk_bytes(path: Path) -> int:
     """Bytes under `path`. A writer may rename or remove files meanwhile (a segment's temporary
     folder becoming final): those are skipped, not an error; sizes are a report, not a snapshot."""
-    import os
-
     if path.is_file():
         return path.stat().st_size
     total = 0

@@ -8,6 +8,7 @@ from hsearch.config import CollectionConfig
 from hsearch.engine import open_collection
 from hsearch.errors import CollectionError, InputError
 from hsearch.ingest.loaders import LoadStats
+from word_tokenizer import WordTokenizer
 
 MODES = ["dense", "sparse", "colbert", "bm25", "dense+sparse", "dense+colbert", "sparse+bm25", "all",
          "dense+sparse+colbert+bm25"]
@@ -160,23 +161,6 @@ def test_manifest_names_only_files_that_exist(collection):
     for seg in m["segments"]:
         assert (collection.folder / "segments" / seg["name"] / "dense" / "dense.json").exists()
     assert np.all(np.diff([s["start"] for s in m["segments"]]) > 0) or len(m["segments"]) == 1
-
-
-class WordTokenizer:
-    """Words as tokens (hashed ids), with the call signature of a Hugging Face tokenizer."""
-
-    def __call__(self, text, add_special_tokens=False, return_offsets_mapping=False, **_):
-        import re
-        import zlib
-
-        words = list(re.finditer(r"\w+", text.lower()))
-        out = {"input_ids": [zlib.crc32(m.group().encode()) & 0x7FFFFFFF for m in words]}
-        if return_offsets_mapping:
-            out["offset_mapping"] = [m.span() for m in words]
-        return out
-
-    def num_special_tokens_to_add(self):
-        return 0
 
 
 class WordEncoder:

@@ -19,6 +19,7 @@ import pytest
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError, InputError
 from hsearch.types import Encoded
+from word_tokenizer import WordTokenizer
 
 pytest.importorskip("qdrant_client")
 pytest.importorskip("qdrant_edge")
@@ -27,20 +28,6 @@ pytest.importorskip("qdrant_edge")
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 WORDS = [f"w{i}" for i in range(300)]
 N_DOCS = 2000
-
-
-class WordTokenizer:
-    def __call__(self, text, add_special_tokens=False, return_offsets_mapping=False, **_):
-        import re
-
-        words = list(re.finditer(r"\w+", text.lower()))
-        out = {"input_ids": [zlib.crc32(m.group().encode()) & 0xFFFFFF for m in words]}
-        if return_offsets_mapping:
-            out["offset_mapping"] = [m.span() for m in words]
-        return out
-
-    def num_special_tokens_to_add(self):
-        return 0
 
 
 class WordEncoder:
@@ -53,7 +40,7 @@ class WordEncoder:
 
         self.dim, self.colbert_dim = dim, colbert_dim
         self.spec = EncoderSpec(name="word-test", pooling="mean", max_length=512, fingerprint="word-test-1")
-        self.tokenizer = WordTokenizer()
+        self.tokenizer = WordTokenizer(mask=0xFFFFFF)
         rng = np.random.default_rng(0)
         self.D = rng.standard_normal((4096, dim)).astype(np.float32)
         self.C = rng.standard_normal((4096, colbert_dim)).astype(np.float32)
