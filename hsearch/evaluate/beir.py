@@ -98,7 +98,6 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
     """
     from hsearch.encode.loader import _fingerprint, resolve_model_dir
     from hsearch.engine import open_collection
-
     from hsearch.storage.manifest import MANIFEST
 
     if model is not None and Path(model).expanduser().exists():  # a folder: store it absolute so the cache works from any cwd
@@ -107,20 +106,18 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
     if collection_dir is not None and config is None and (Path(collection_dir).expanduser() / MANIFEST).exists():
         # A collection the user built (e.g. `hsearch index --colbert-codec float32`): its own settings hold.
         col = open_collection(collection_dir, model=model)
-        col.index(corpus, progress=progress)
-        return col
-    config = config or CollectionConfig()
-    config = replace(config, model=model or config.model)
-    model = config.model
-    if collection_dir is None:
-        # Only settings that differ from their defaults enter the key, so adding a setting to hsearch
-        # (with a default that keeps the old behaviour) does not orphan every cached collection.
-        default = CollectionConfig().to_dict()
-        settings = {k: v for k, v in config.to_dict().items() if k == "model" or v != default[k]}
-        key = json.dumps([_fingerprint(resolve_model_dir(model)), settings, str(corpus)], sort_keys=True)
-        root = Path(os.environ.get("HSEARCH_CACHE") or Path.home() / ".cache" / "hsearch")
-        collection_dir = root / "eval" / hashlib.sha256(key.encode()).hexdigest()[:16]
-    col = open_collection(collection_dir, create=True, model=model, config=config)
+    else:
+        config = config or CollectionConfig()
+        config = replace(config, model=model or config.model)
+        if collection_dir is None:
+            # Only settings that differ from their defaults enter the key, so adding a setting to hsearch
+            # (with a default that keeps the old behaviour) does not orphan every cached collection.
+            default = CollectionConfig().to_dict()
+            settings = {k: v for k, v in config.to_dict().items() if k == "model" or v != default[k]}
+            key = json.dumps([_fingerprint(resolve_model_dir(config.model)), settings, str(corpus)], sort_keys=True)
+            root = Path(os.environ.get("HSEARCH_CACHE") or Path.home() / ".cache" / "hsearch")
+            collection_dir = root / "eval" / hashlib.sha256(key.encode()).hexdigest()[:16]
+        col = open_collection(collection_dir, create=True, model=config.model, config=config)
     col.index(corpus, progress=progress)
     return col
 
