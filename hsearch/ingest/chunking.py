@@ -22,11 +22,18 @@ def chunk_text(text: str, tokenizer, size: int, overlap: int) -> list[Chunk]:
     offsets = enc["offset_mapping"]
     if len(offsets) <= size:
         return [Chunk(text, 0, len(text))]
-    chunks, step = [], size - overlap
-    for s in range(0, len(offsets), step):
+    chunks, s = [], 0
+    while True:
         window = offsets[s:s + size]
-        start, end = window[0][0], window[-1][1]
+        # A span cut out of the text may tokenise into more tokens than it covered (a word piece at the
+        # cut becomes a word start): shrink it until it fits, or the encoder would drop its last tokens.
+        for _ in range(size):
+            start, end = window[0][0], window[-1][1]
+            over = len(tokenizer(text[start:end], add_special_tokens=False, verbose=False)["input_ids"]) - size
+            if over <= 0 or len(window) <= over:
+                break
+            window = window[:-over]
         chunks.append(Chunk(text[start:end], start, end))
-        if s + size >= len(offsets):
-            break
-    return chunks
+        if s + len(window) >= len(offsets):
+            return chunks
+        s += max(1, len(window) - overlap)  # the next window starts `overlap` tokens before this one's end
