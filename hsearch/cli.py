@@ -159,16 +159,19 @@ def delete(ids, collection):
               help="Score normalisation before a weighted sum (default: none; minmax when bm25 is fused).")
 @click.option("--rrf-k", default=60, show_default=True)
 @click.option("--where", multiple=True, help="Filter: FIELD=VALUE, FIELD>N, path~GLOB (repeatable, AND).")
+@click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default="maxp", show_default=True,
+              help="A document's score: its best passage, its whole-document representation (collections built "
+              "with --long-context), or both fused; a mode may carry its own, e.g. dense+bm25@both.")
 @click.option("--explain", is_flag=True, help="Print the plan and each hit's per-signal scores.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @_handle_errors
-def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, explain, as_json):
+def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, doc_score, explain, as_json):
     """Search the collection."""
     from hsearch.engine import open_collection
 
     col = open_collection(collection)
     plan = col.plan(text, mode, k=k, where=list(where), depth=depth, fusion=fusion, weights=weights,
-                    normalize=normalize, rrf_k=rrf_k)
+                    normalize=normalize, rrf_k=rrf_k, doc_score=doc_score)
     hits = col.run(plan)
     if as_json:
         click.echo(json.dumps([{"id": h.id, "score": h.score, "scores": h.scores, "snippet": h.snippet,
@@ -247,6 +250,9 @@ def models():
 @click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
 @click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: BGE-M3's 0.4/0.2/0.4).")
 @click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None)
+@click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default="maxp", show_default=True,
+              help="A document's score: its best passage, its whole-document representation (collections built "
+              "with --long-context), or both fused; a mode may carry its own, e.g. dense+bm25@both.")
 @click.option("--collection", "-c", default=None, metavar="DIR",
               help="Collection to build or reuse (default: a cache under $HSEARCH_CACHE/eval).")
 @click.option("--sweep-weights", is_flag=True, help="Tune fused modes' weights on --sweep-split first.")
@@ -264,7 +270,7 @@ def models():
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_handle_errors
-def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights, normalize, collection,
+def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights, normalize, doc_score, collection,
           sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, max_chunks, long_context,
           long_context_length, as_json, quiet):
     """Score modes on a BEIR folder (nDCG@10, Recall@100, MRR@10) or a synthetic task (Acc@1)."""
@@ -288,7 +294,7 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
                 click.echo(write_beir(generate(synthetic, n, seed), Path(write_dir) / f"{synthetic}-{n}"))
             return
         result = run_synthetic(synthetic, parse_lengths(lengths), modes, model=model, seed=seed, config=config,
-                               progress=progress)
+                               progress=progress, doc_score=doc_score)
         columns = ["Acc@1"] + [f"@{n}" for n in next(iter(result.values()))["by_length"]]
         rows = {m: [r["Acc@1"], *r["by_length"].values()] for m, r in result.items()}
     else:
@@ -299,7 +305,7 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
         result = evaluate(dataset, modes, model=model, split=split, k=k, limit_queries=limit_queries,
                           collection_dir=collection, fusion=fusion, weights=weights, normalize=normalize,
                           depth=depth, config=config, sweep=sweep_weights, sweep_split=sweep_split,
-                          progress=progress)
+                          progress=progress, doc_score=doc_score)
         columns = ["nDCG@10", "Recall@100", "MRR@10"]
         rows = {m: [r[c] for c in columns] for m, r in result.items()}
     if as_json:

@@ -175,25 +175,43 @@ class Collection:
                              "drop colbert from --mode or rebuild with them")
         if "bm25" in plan.signals and not self.config.bm25:
             raise InputError("this collection was built without BM25; drop bm25 from --mode or rebuild with it")
+        if plan.doc_score != "maxp" and not self.config.long_context:
+            raise InputError(f"doc_score={plan.doc_score} needs whole-document representations, which a collection "
+                             "gets when built with a long-context method (hsearch index --long-context pi:4096 ...); "
+                             "this one has passages only: use maxp")
         return plan
 
     def search(self, query: str, mode: str = "dense+sparse", k: int = 10, where=(), **options) -> list[Hit]:
         plan = self.plan(query, mode, k=k, where=where, **options)
         return self.run(plan)
 
-    def run(self, plan: Plan, encoded=None) -> list[Hit]:
-        """Execute a plan (with a pre-encoded query when given)."""
+    def run(self, plan: Plan, encoded=None, encoded_whole=None) -> list[Hit]:
+        """Execute a plan, with the query pre-encoded when given: `encoded` by the plain model (for
+        passages), `encoded_whole` by the long-context one (for whole documents; see `query_encoders`)."""
         snap = self.snapshot()
+        plain, whole = self.query_encoders(plan)
+        need = set(plan.signals) | set(plan.first_stage)
         if encoded is None:
-            need = set(plan.signals) | set(plan.first_stage)
-            encoded = self.encoder.encode_queries([plan.query], dense="dense" in need, sparse="sparse" in need,
-                                                  colbert="colbert" in need)[0]
-        return execute(plan, snap, encoded)
+            encoded = plain.encode_queries([plan.query], dense="dense" in need, sparse="sparse" in need,
+                                           colbert="colbert" in need)[0]
+        if encoded_whole is None and whole is not None:
+            encoded_whole = whole.encode_queries([plan.query], dense="dense" in need, sparse="sparse" in need,
+                                                 colbert="colbert" in need)[0]
+        return execute(plan, snap, encoded, encoded_whole)
+
+    def query_encoders(self, plan: Plan):
+        """(encoder for passages, encoder for whole documents or None): with a long-context method a
+        query meets passages encoded by the plain model and whole documents by the extended one."""
+        if not self.config.long_context:
+            return self.encoder, None
+        plain = getattr(self.encoder, "passage_encoder", self.encoder)
+        return plain, (self.encoder if plan.doc_score != "maxp" else None)
 
     def info(self) -> dict:
         snap = self.snapshot()
         m = snap.manifest
-        size = {part: _disk_bytes(self.folder / part) for part in ("segments", "bm25", "docs.sqlite")}
+        size = {part: _disk_bytes(self.folder / part) for part in ("segments", "bm25", "bm25-whole", "docs.sqlite")
+                if part != "bm25-whole" or (self.folder / part).exists()}
         live_docs = snap.docs.live_docs([s.name for s in m.segments], snap.dead_docs)
         return {"collection": str(self.folder), "model": m.encoder.get("name"), "documents": len(live_docs),
                 "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,

@@ -29,6 +29,8 @@ class SegmentReaders:
         self.name, self.start, self.end = name, start, end
         try:
             self.doc_rows = np.load(folder / "doc_rows.npy", mmap_mode="r")
+            # which view each chunk belongs to; absent: one view, every chunk in both (types.py)
+            self.views = np.load(folder / "views.npy") if (folder / "views.npy").exists() else None
             self.stores = {}  # a Qdrant collection keeps dense and sparse (and maybe colbert) in Qdrant
             if (folder / "dense").exists():
                 self.stores["dense"] = DenseReader(folder / "dense")
@@ -53,9 +55,13 @@ class Snapshot:
         self.docs = DocStore(folder / "docs.sqlite")
         self.bm25 = BM25Index(folder / "bm25", self.manifest.config.get("bm25_tokenizer", "en_stem")) \
             if self.manifest.config.get("bm25", True) else None
+        whole = folder / "bm25-whole"  # the whole-document view's own BM25 (a long-context collection)
+        self.bm25_whole = BM25Index(whole, self.manifest.config.get("bm25_tokenizer", "en_stem")) \
+            if self.bm25 is not None and whole.exists() else None
         self.local = SegmentSource(self.segments)
         remote = open_remote(CollectionConfig.from_dict(self.manifest.config), folder, self.manifest, self.dead_chunks)
-        self.sources = [s for s in (ReaderSource("bm25", self.bm25) if self.bm25 else None, self.local, remote) if s]
+        bm25 = ReaderSource("bm25", self.bm25, self.bm25_whole) if self.bm25 else None
+        self.sources = [s for s in (bm25, self.local, remote) if s]
 
     @property
     def n_chunks(self) -> int:
@@ -71,9 +77,26 @@ class Snapshot:
             ok &= ~np.isin(ids, self.dead_chunks)
         return ok
 
-    def scope(self, where=()) -> Scope:
-        """What a query with metadata filter `where` may see in this snapshot."""
-        return Scope(where, self.live, self.docs.filtered_chunk_ids)
+    @property
+    def has_views(self) -> bool:
+        """Whether some segment holds a whole-document view next to its passages."""
+        return any(s.views is not None for s in self.segments)
+
+    def in_view(self, ids: np.ndarray, view: int) -> np.ndarray:
+        """Mask of chunk ids that belong to `view` (PASSAGE or WHOLE); chunks of single-view segments
+        belong to both."""
+        ids = np.asarray(ids, dtype=np.int64)
+        ok = np.ones(len(ids), dtype=bool)
+        for s, pos in self.by_segment(ids):
+            if s.views is not None:
+                ok[pos] = (s.views[ids[pos] - s.start] & view) != 0
+        return ok
+
+    def scope(self, where=(), view: int | None = None) -> Scope:
+        """What a query with metadata filter `where` may see in this snapshot, in one view of the documents."""
+        if view is None or not self.has_views:
+            return Scope(where, self.live, self.docs.filtered_chunk_ids)
+        return Scope(where, lambda ids: self.live(ids) & self.in_view(ids, view), self.docs.filtered_chunk_ids, view)
 
     def allow(self, allowed: np.ndarray | None):
         """An `allow(ids) -> mask` for the stores: live, and in `allowed` when a filter is set."""

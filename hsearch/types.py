@@ -6,6 +6,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+# A chunk belongs to one or both views of its document (bit flags in a segment's views.npy):
+# PASSAGE: the model's own window, cut with overlap (MaxP: a document scores as its best passage);
+# WHOLE: the document at the long-context target length, encoded by the extended model.
+PASSAGE, WHOLE = 1, 2
+VIEWS = {"passage": PASSAGE, "whole": WHOLE}
+
+
 @dataclass
 class Encoded:
     """The three representations of one text, as produced by one encoder pass.

@@ -26,6 +26,7 @@ from hsearch.snapshot import SEGMENTS
 from hsearch.storage.atomic import fsync_tree
 from hsearch.storage.docstore import DocStore
 from hsearch.storage.manifest import Manifest, Segment, write_tombstones
+from hsearch.types import PASSAGE, WHOLE
 
 log = logging.getLogger("hsearch")
 
@@ -57,7 +58,10 @@ class Writer:
             raise CollectionError(f"another hsearch process is writing to {folder}; wait for it to finish") from None
         try:
             self.docs = DocStore(folder / "docs.sqlite")
-            self.bm25 = BM25Index(folder / "bm25", config.bm25_tokenizer) if config.bm25 else None
+            # one BM25 index per view, so that each has its own statistics (document count, mean length)
+            views = {PASSAGE: "bm25", WHOLE: "bm25-whole"} if config.long_context else {PASSAGE: "bm25"}
+            self.bm25 = {v: BM25Index(folder / name, config.bm25_tokenizer) for v, name in views.items()} \
+                if config.bm25 else {}
             self.sink = open_sink(config, folder, manifest)  # where the vectors go (hsearch/backends/)
             self._cleanup()
         except BaseException:
@@ -86,9 +90,9 @@ class Writer:
             if f.name != self.manifest.tombstones:
                 f.unlink()
         self.docs.delete_rows_not_in(sorted(live))
-        if self.bm25 is not None:
-            self.bm25.delete_from(self.manifest.next_chunk_id)
-            self.bm25.commit()
+        for bm25 in self.bm25.values():
+            bm25.delete_from(self.manifest.next_chunk_id)
+            bm25.commit()
         self.sink.recover(self.manifest, self.manifest.load_tombstones(self.folder)[0])
 
     # ---- the run ----------------------------------------------------------------------------
@@ -156,50 +160,65 @@ class Writer:
         self.manifest = new
         report.commits += 1
         self.sink.commit(gen, replaced_chunks if replaced else np.empty(0, np.int64))
-        if self.bm25 is not None and replaced:  # safe now: the manifest no longer shows these chunks
-            self.bm25.delete(replaced_chunks)
-            self.bm25.commit()
+        for bm25 in self.bm25.values() if replaced else ():  # safe now: the manifest no longer shows these chunks
+            bm25.delete(replaced_chunks)
+            bm25.commit()
 
     def _write_segment(self, gen, pending, source, first_id, report, progress):
         enc = self.encoder
-        size = self.config.chunk_tokens or self._default_chunk_tokens()
-        doc_rows, chunk_rows, texts, owner, owner_docs = [], [], [], [], []
+        # With a long-context method every document has two views (hsearch/types.py): passages encoded
+        # by the plain model, and the whole document (cut only past the target length) by the extended one.
+        plain = getattr(enc, "passage_encoder", enc)
+        views = [(PASSAGE, plain, self.config.chunk_tokens or self._default_chunk_tokens(plain))]
+        if plain is not enc:
+            views.append((WHOLE, enc, self._default_chunk_tokens(enc)))
+        doc_rows, chunk_rows, owner, owner_docs, flags = [], [], [], [], []
+        texts = {view: [] for view, _e, _s in views}
         next_row = self.docs.next_doc_row()
         name = f"seg-{gen:06d}"
         for doc, _old in pending:
             body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
-            chunks = chunk_text(body, enc.tokenizer, size, min(self.config.chunk_overlap, size // 2))
-            chunks = chunks[:self.config.max_chunks]  # None keeps all
+            parts = {view: chunk_text(body, enc.tokenizer, size, min(self.config.chunk_overlap, size // 2))
+                     [:self.config.max_chunks] for view, _e, size in views}  # max_chunks None keeps all
             doc_rows.append({"row": next_row, "doc_id": doc.id, "segment": name, "source": source, "path": doc.path,
-                             "title": doc.title, "hash": doc.hash, "n_chunks": len(chunks),
+                             "title": doc.title, "hash": doc.hash, "n_chunks": len(parts[PASSAGE]),
                              "metadata": json.dumps(doc.metadata, ensure_ascii=False)})
-            for n, c in enumerate(chunks):
-                chunk_rows.append({"chunk_id": first_id + len(texts), "doc_row": next_row, "chunk_no": n,
-                                   "text": c.text, "start": c.start, "end": c.end})
-                texts.append(c.text)
-                owner.append(next_row)
-                owner_docs.append(doc)
+            for view, chunks in parts.items():
+                texts[view] += [(next_row, doc, n, c) for n, c in enumerate(chunks)]
             next_row += 1
-        ids = np.arange(first_id, first_id + len(texts), dtype=np.int64)
-        reps = enc.encode_documents(texts, colbert=self.config.store_colbert, progress=progress)
+        reps = []
+        for view, encoder, _size in views:
+            for row, doc, n, c in texts[view]:
+                chunk_rows.append({"chunk_id": first_id + len(owner), "doc_row": row, "chunk_no": n,
+                                   "text": c.text, "start": c.start, "end": c.end})
+                owner.append(row)
+                owner_docs.append(doc)
+                flags.append(view)
+            reps += encoder.encode_documents([c.text for _r, _d, _n, c in texts[view]],
+                                             colbert=self.config.store_colbert, progress=progress)
+        ids = np.arange(first_id, first_id + len(owner), dtype=np.int64)
         folder = self.folder / SEGMENTS / name
         tmp = folder.with_name(f".{name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.sink.write(tmp, ids, reps, owner_docs)  # segment files, or a Qdrant upsert (durable on return)
         np.save(tmp / "doc_rows.npy", np.asarray(owner, dtype=np.int64))
+        if len(views) > 1:
+            np.save(tmp / "views.npy", np.asarray(flags, dtype=np.uint8))
         fsync_tree(tmp)
         tmp.rename(folder)
         self.docs.insert(doc_rows, chunk_rows)
-        if self.bm25 is not None:
-            self.bm25.add(ids, texts)
-            self.bm25.commit()
-        report.chunks += len(texts)
-        return Segment(name=name, start=first_id, end=first_id + len(texts)), first_id + len(texts)
+        flags = np.asarray(flags)
+        for view, bm25 in self.bm25.items():
+            mine = np.nonzero(flags == view)[0]
+            bm25.add(ids[mine], [chunk_rows[i]["text"] for i in mine])
+            bm25.commit()
+        report.chunks += len(ids)
+        return Segment(name=name, start=first_id, end=first_id + len(ids)), first_id + len(ids)
 
-    def _default_chunk_tokens(self) -> int:
-        enc = self.encoder
+    def _default_chunk_tokens(self, enc) -> int:
+        """The encoder's window (`max_tokens`: the long-context target when it has one) less the
+        special tokens and the document prefix."""
         prefix = len(enc.tokenizer(enc.spec.document_prefix, add_special_tokens=False)["input_ids"])
-        # max_tokens: the long-context target when the encoder has one, so chunks grow to it
         window = getattr(enc, "max_tokens", enc.spec.max_length)
         return window - enc.tokenizer.num_special_tokens_to_add() - prefix

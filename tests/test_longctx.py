@@ -19,6 +19,7 @@ from hsearch.cli import main  # noqa: E402
 from hsearch.encode import Encoder, LongContext, load_encoder  # noqa: E402
 from hsearch.encode import longctx as lcx  # noqa: E402
 from hsearch.errors import InputError  # noqa: E402
+from hsearch.types import PASSAGE, WHOLE  # noqa: E402
 
 TEXTS = [" ".join(CORPUS[:k]) for k in (1, 3, 9, 30)]  # 18 to ~700 tokens: the long ones are cut at the window
 ABSOLUTE = ["native", "chunk", "mcls", "pi", "rp", "gp"]
@@ -391,7 +392,10 @@ def test_collection_records_the_method(tmp_path, tiny_bgem3, corpus):
     assert reopened.encoder.spec.long_context == "pi:504" and reopened.encoder.max_tokens == 504
     long_doc = [{"id": "long", "text": text_of(reopened.encoder, 400)}]
     reopened.add(long_doc)
-    assert reopened.info()["chunks"] == info["chunks"] + 1  # one chunk of up to 502 tokens, not ~10 of the window
+    views = np.concatenate([s.views for s in reopened.snapshot().segments])
+    added = views[-(reopened.info()["chunks"] - info["chunks"]):]
+    # passages of the model's window, and the whole document as one piece of up to 502 tokens
+    assert (added == WHOLE).sum() == 1 and (added == PASSAGE).sum() > 1
     r = runner.invoke(main, ["index", str(corpus), "-c", str(col), "--model", str(tiny_bgem3), "-q",
                              "--long-context", "rp:504"])
     assert r.exit_code != 0 and "other settings (long_context)" in r.output

@@ -41,8 +41,9 @@ class Scope:
     """
 
     def __init__(self, where: tuple, live: Callable[[np.ndarray], np.ndarray],
-                 matching: Callable[[tuple], np.ndarray]):
-        self.where, self.live, self._matching = tuple(where), live, matching
+                 matching: Callable[[tuple], np.ndarray], view: int | None = None):
+        # view: PASSAGE or WHOLE (hsearch/types.py) when the collection has both; `live` already applies it
+        self.where, self.live, self._matching, self.view = tuple(where), live, matching, view
         self._allowed: np.ndarray | None = None
 
     def matching(self, where: tuple) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 from hsearch.index.dense import write_dense
 from hsearch.index.multivector import write_multivector
 from hsearch.index.sparse import write_sparse
+from hsearch.types import WHOLE
 
 from .base import Scope
 
@@ -60,12 +61,15 @@ class SegmentSource:
 
 
 class ReaderSource:
-    """One reader with `search(query, k, allow)` and `score(query, ids)` serving one signal (BM25)."""
+    """One reader with `search(query, k, allow)` and `score(query, ids)` serving one signal (BM25), and
+    optionally another one for the whole-document view (BM25 statistics are kept per view)."""
 
-    def __init__(self, signal: str, reader):
-        self.signals, self.reader = frozenset({signal}), reader
+    def __init__(self, signal: str, reader, whole=None):
+        self.signals, self.reader, self.whole = frozenset({signal}), reader, whole
 
     def collect(self, first, depth, score, scope, extra):
+        if scope.view == WHOLE and self.whole is not None:
+            return _collect(ReaderSource(next(iter(self.signals)), self.whole), first, depth, score, scope, extra)
         return _collect(self, first, depth, score, scope, extra)
 
     def search(self, signal, query, k, allow):

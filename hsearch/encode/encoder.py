@@ -7,6 +7,7 @@ never pads a whole batch (BGE-M3 section 3.4); results come back in input order.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from contextlib import nullcontext
@@ -117,6 +118,22 @@ class Encoder:
     @property
     def colbert_dim(self) -> int:
         return int(self.colbert_linear.out_features) if self.colbert_linear is not None else self.dim
+
+    @property
+    def passage_encoder(self) -> "Encoder":
+        """This encoder without its long-context method (self when it has none): a collection's
+        passages are encoded by the plain model, its whole-document view by the extended one. The
+        two share the model, which `Extension.applied` changes only inside a forward pass."""
+        if self.long_context is None:
+            return self
+        runner = self.batch_runner  # Ray (attached after loading): replicas that load the plain model
+        cached = getattr(self, "_plain", None)
+        if cached is None or cached[0] is not runner:
+            plain = copy.copy(self)
+            plain.long_context, plain.spec = None, replace(self.spec, long_context="")
+            plain.batch_runner = runner.without_long_context() if runner is not None else None
+            self._plain = cached = (runner, plain)
+        return cached[1]
 
     @property
     def max_tokens(self) -> int:

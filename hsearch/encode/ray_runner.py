@@ -20,6 +20,7 @@ on Ray against 91 s in-process.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import tempfile
@@ -94,6 +95,13 @@ class RayBatches:
                          long_context_length=long_context_length, threads=torch.get_num_threads())
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="hsearch-ray-"))
         self.calls = 0
+
+    def without_long_context(self) -> "RayBatches":
+        """The same pool settings for the plain model (a long-context collection's passages)."""
+        plain = copy.copy(self)
+        plain.args = {**self.args, "long_context": None, "long_context_length": None}
+        plain.workdir, plain.calls = self.workdir / "plain", 0
+        return plain
 
     def __call__(self, batches: list[list[list[int]]], dense: bool, sparse: bool, colbert: bool):
         import pyarrow.parquet as pq

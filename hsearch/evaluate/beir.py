@@ -148,18 +148,22 @@ def run_modes(col, queries: dict[str, str], modes, k: int = 100, weights_by_mode
     probe = {m: col.plan(first, m, k=k, **opts[m]) for m in modes}  # bad modes fail before any encoding
     need = set().union(*(set(p.signals) | set(p.first_stage) for p in probe.values())) - {"bm25"}
     qids = list(queries)
-    if need:
-        encoded = col.encoder.encode_queries([queries[q] for q in qids], dense="dense" in need,
-                                             sparse="sparse" in need, colbert="colbert" in need, progress=progress)
-    else:  # bm25 alone needs no model pass
-        encoded = [Encoded() for _ in qids]
+    # passages meet queries encoded by the plain model, whole documents by the long-context one
+    encoders = {col.query_encoders(p)[i] for p in probe.values() for i in (0, 1)} - {None}
+    encoded = {}
+    for e in encoders:
+        encoded[id(e)] = (e.encode_queries([queries[q] for q in qids], dense="dense" in need, sparse="sparse" in need,
+                                           colbert="colbert" in need, progress=progress)
+                          if need else [Encoded() for _ in qids])  # bm25 alone needs no model pass
     out = {m: {} for m in modes}
-    for qid, enc in zip(qids, encoded):
+    for j, qid in enumerate(qids):
         for m in modes:
             plan = col.plan(queries[qid], m, k=k, **opts[m])
             if keep_all:  # the union of first-stage pools can hold at most this many documents
                 plan = replace(plan, k=plan.depth * len(plan.first_stage))
-            out[m][qid] = col.run(plan, encoded=enc)
+            plain, whole = col.query_encoders(plan)
+            out[m][qid] = col.run(plan, encoded=encoded[id(plain)][j],
+                                  encoded_whole=encoded[id(whole)][j] if whole is not None else None)
     return out
 
 
@@ -192,6 +196,9 @@ def sweep_weights(col, data: BeirData, mode: str, k: int = 100, **plan_options) 
     from hsearch.query.fusion import normalize, rrf
 
     plan = col.plan(next(iter(data.queries.values())), mode, k=k, **plan_options)
+    if plan.doc_score != "maxp":  # hits carry the best passage's signal scores, which this re-fuses
+        raise InputError(f"--sweep-weights tunes the signal weights of passages (doc_score maxp), not of {mode!r} "
+                         f"with doc_score {plan.doc_score}")
     if len(plan.signals) < 2:
         raise InputError(f"mode {mode!r} has one signal; there are no weights to sweep")
     hits = run_modes(col, data.queries, [mode], k=k, keep_all=True, **plan_options)[mode]
@@ -219,14 +226,15 @@ def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None
              k: int = 100, limit_queries: int | None = None, collection_dir: str | Path | None = None,
              fusion: str = "weighted", weights: str | dict | None = None, normalize: str | None = None,
              depth: int | None = None, config: CollectionConfig | None = None, sweep: bool = False,
-             sweep_split: str | None = None, progress: bool = False) -> dict[str, dict]:
+             sweep_split: str | None = None, progress: bool = False, doc_score: str = "maxp") -> dict[str, dict]:
     """{mode: {"nDCG@10", "Recall@100", "MRR@10"}} for each mode string (as given) on `split`.
 
     With sweep=True each fused mode's weights are tuned on `sweep_split` (default: dev if present,
     else train; never the evaluation split; see `sweep_weights`) and the mode is scored on `split` with the best ones;
     its entry gains "weights" and "sweep" ({"split", "nDCG@10", "points"}).
     """
-    options = {"fusion": fusion, "weights": weights, "normalize": normalize, **({"depth": depth} if depth else {})}
+    options = {"fusion": fusion, "weights": weights, "normalize": normalize, "doc_score": doc_score,
+               **({"depth": depth} if depth else {})}
     modes = check_modes(modes, k=k, **options)
     data = load_beir(dataset_dir, split, limit_queries)
     dev = None

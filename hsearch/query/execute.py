@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hsearch.types import Encoded, Hit
+from hsearch.types import PASSAGE, WHOLE, Encoded, Hit
 
 from .fusion import rrf, weighted
 from .plan import Plan
@@ -27,8 +27,10 @@ def rescore(snapshot, signal: str, query, ids: np.ndarray) -> np.ndarray:
     return snapshot.local.score(signal, query, ids)
 
 
-def gather(sources, first: dict, depth: int, score: dict, scope) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The union of every first-stage signal's top-`depth` and every scoring signal's score on it.
+def gather(sources, first: dict, depth: int, score: dict, scope,
+           extra=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The union of every first-stage signal's top-`depth` (and of `extra`, ids to score in any case)
+    and every scoring signal's score on it.
 
     Each signal goes to the first source that holds it. Sources are asked in order, each with the
     candidates found so far; one that saw a smaller union then scores the newcomers, so the last source
@@ -41,7 +43,7 @@ def gather(sources, first: dict, depth: int, score: dict, scope) -> tuple[np.nda
     for s in [*first, *score]:
         if s not in owner:  # an empty collection, or a signal no store holds
             return np.empty(0, np.int64), {}
-    cand, parts = np.empty(0, np.int64), []
+    cand, parts = np.unique(np.asarray(extra if extra is not None else [], np.int64)), []
     for src in sources:
         mine_first = {s: q for s, q in first.items() if owner[s] is src}
         mine_score = {s: q for s, q in score.items() if owner[s] is src}
@@ -67,37 +69,75 @@ def signal_query(signal: str, plan: Plan, enc: Encoded):
     return {"dense": enc.dense, "sparse": enc.sparse, "colbert": enc.colbert, "bm25": plan.query}[signal]
 
 
-def execute(plan: Plan, snapshot, enc: Encoded) -> list[Hit]:
-    first = {s: signal_query(s, plan, enc) for s in plan.first_stage}
-    score = {s: signal_query(s, plan, enc) for s in plan.signals}
-    cand, table = gather(snapshot.sources, first, plan.depth, score, snapshot.scope(plan.where))
-    if cand.size == 0:
-        return []
+def _fuse(plan: Plan, table: dict[str, np.ndarray]) -> np.ndarray:
     if len(plan.signals) == 1:
-        fused = table[plan.signals[0]].astype(np.float64)
-    elif plan.fusion == "rrf":
-        fused = rrf(table, plan.rrf_k, plan.weights)
-    else:
-        fused = weighted(table, plan.weights, plan.normalize)
-    # MaxP: a document scores as its best chunk
-    rows = snapshot.doc_rows(cand)
-    order = np.lexsort((cand, -fused))
-    best, seen = [], set()
-    for i in order:
-        if rows[i] not in seen:
-            seen.add(rows[i])
-            best.append(i)
-            if len(best) == plan.k:
-                break
-    info = snapshot.docs.chunks(cand[best])
+        return table[plan.signals[0]].astype(np.float64)
+    if plan.fusion == "rrf":
+        return rrf(table, plan.rrf_k, plan.weights)
+    return weighted(table, plan.weights, plan.normalize)
+
+
+class _Ranked:
+    """One view's candidates, their signal scores and fused score, and each document's best chunk."""
+
+    def __init__(self, plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None):
+        first = {s: signal_query(s, plan, enc) for s in plan.first_stage} if extra is None else {}
+        score = {s: signal_query(s, plan, enc) for s in plan.signals}
+        self.cand, self.table = gather(snapshot.sources, first, plan.depth, score, snapshot.scope(plan.where, view),
+                                       extra)
+        self.fused = _fuse(plan, self.table) if self.cand.size else np.empty(0)
+        rows = snapshot.doc_rows(self.cand)
+        self.best: dict[int, int] = {}  # document row -> index of its best chunk, best documents first
+        for i in np.lexsort((self.cand, -self.fused)):  # ties: the smaller chunk id
+            self.best.setdefault(int(rows[i]), int(i))
+
+    def doc_scores(self) -> dict[int, float]:
+        return {row: float(self.fused[i]) for row, i in self.best.items()}
+
+
+def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None) -> list[Hit]:
+    """Run `plan`. `enc`: the query encoded by the collection's plain model; `enc_whole`: by its
+    long-context model, needed when the plan scores whole documents (doc_score whole or both)."""
+    views = snapshot.has_views
+    passages = _Ranked(plan, snapshot, enc, PASSAGE if views else None) if plan.doc_score != "whole" else None
+    whole = _Ranked(plan, snapshot, enc_whole, WHOLE) if views and plan.doc_score != "maxp" else None
+    if whole is None:
+        scores = passages.doc_scores()
+    elif passages is None:
+        scores = whole.doc_scores()
+    else:  # both: min-max each view's document scores; a document one view did not retrieve gets its 0
+        p, w = (_minmax(r.doc_scores()) for r in (passages, whole))
+        scores = {row: (1 - plan.whole_weight) * p.get(row, 0.0) + plan.whole_weight * w.get(row, 0.0)
+                  for row in p.keys() | w.keys()}
+        scores = dict(sorted(scores.items(), key=lambda x: (-x[1], x[0])))  # ties: the older document
+    top = list(scores)[:plan.k]  # one view: best first already (ties: the smaller chunk id)
+    if not top:
+        return []
+    shown = {row: (passages, passages.best[row]) for row in top if passages is not None and row in passages.best}
+    missing = [row for row in top if row not in shown]
+    if missing:  # documents found through their whole view: score their passages to show the best one
+        ids = np.asarray(snapshot.docs.chunk_ids_of_rows(missing), np.int64)
+        found = _Ranked(plan, snapshot, enc, PASSAGE, extra=ids[snapshot.in_view(ids, PASSAGE) & snapshot.live(ids)])
+        shown.update({row: (found, found.best[row]) if row in found.best else (whole, whole.best[row])
+                      for row in missing})
+    info = snapshot.docs.chunks([int(r.cand[i]) for r, i in shown.values()])
     hits = []
-    for i in best:
-        c = info[int(cand[i])]
-        hits.append(Hit(id=c["doc_id"], score=float(fused[i]),
-                        scores={s: float(table[s][i]) for s in plan.signals},
-                        snippet=_snippet(c["text"]), path=c["path"], title=c["title"] or None,
-                        chunk=c["chunk_no"], metadata=c["metadata"]))
+    for row in top:
+        ranked, i = shown[row]
+        c = info[int(ranked.cand[i])]
+        detail = {s: float(ranked.table[s][i]) for s in plan.signals}
+        if whole is not None and row in whole.best:
+            detail.update({f"whole:{s}": float(whole.table[s][whole.best[row]]) for s in plan.signals})
+        hits.append(Hit(id=c["doc_id"], score=float(scores[row]), scores=detail, snippet=_snippet(c["text"]),
+                        path=c["path"], title=c["title"] or None, chunk=c["chunk_no"], metadata=c["metadata"]))
     return hits
+
+
+def _minmax(scores: dict[int, float]) -> dict[int, float]:
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    return {row: (x - lo) / (hi - lo) if hi > lo else 1.0 for row, x in scores.items()}
 
 
 def _snippet(text: str) -> str:

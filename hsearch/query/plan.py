@@ -18,6 +18,7 @@ FIRST_STAGE = ("dense", "sparse", "bm25")
 # BGE-M3 README's weights for dense/sparse/colbert ([0.4, 0.2, 0.4]); bm25 joins with weight 0.4
 # and forces min-max normalisation, because its raw scores are not on the [0, 1]-ish scale of the others.
 DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4, "bm25": 0.4}
+DOC_SCORES = ("maxp", "whole", "both")
 WEIGHT_SOURCE = "BGE-M3 README [0.4, 0.2, 0.4] for dense/sparse/colbert; bm25 0.4 (ours)"
 
 
@@ -33,6 +34,10 @@ class Plan:
     weights: dict = field(default_factory=dict)
     rrf_k: int = 60
     where: tuple = ()
+    # How a document scores (a collection built with a long-context method has both views, types.py):
+    # maxp: its best passage; whole: its whole-document representation; both: the two fused.
+    doc_score: str = "maxp"
+    whole_weight: float = 0.5  # both: weight of the whole-document score (the best passage's is 1 - this)
 
     def describe(self) -> str:
         lines = [f"query: {self.query!r}",
@@ -46,7 +51,16 @@ class Plan:
         else:
             w = ", ".join(f"{s}={self.weights[s]:g}" for s in self.signals)
             lines.append(f"3. fuse: weighted sum ({w}), normalisation={self.normalize}")
-        lines.append(f"4. group chunks by document (best chunk wins), return top-{self.k}")
+        if self.doc_score == "maxp":
+            lines.append(f"4. group passages by document (best passage wins), return top-{self.k}")
+        elif self.doc_score == "whole":
+            lines.append("4. the same over whole documents (the long-context view; a document past the target "
+                         f"length scores as its best part), return top-{self.k}, each with its best passage")
+        else:
+            lines.append(f"4. steps 1-3 over passages (best passage per document) and over whole documents; fuse "
+                         f"the two document scores: min-max each, weights passage={1 - self.whole_weight:g}, "
+                         f"whole={self.whole_weight:g}; return top-{self.k}")
+
         if self.where:
             lines.insert(1, "0. filter: " + " and ".join(f"{f}{o}{v}" for f, o, v in self.where))
         return "\n".join(lines)
@@ -108,9 +122,11 @@ def parse_where(items) -> tuple:
 
 def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 100, fusion: str = "weighted",
               weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
-              where=(), colbert_depth: int = 200) -> Plan:
+              where=(), colbert_depth: int = 200, doc_score: str = "maxp", whole_weight: float = 0.5) -> Plan:
     if not isinstance(query, str) or not query.strip():
         raise InputError("empty query; give the text to search for")
+    if isinstance(mode, str) and "@" in mode:  # "dense+bm25@both": the document score inside the mode
+        mode, doc_score = (x.strip() for x in mode.rsplit("@", 1))
     signals = parse_mode(mode)
     if fusion not in FUSIONS:
         raise InputError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
@@ -118,6 +134,10 @@ def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 
         raise InputError(f"k must be at least 1, got {k}")
     if depth < 1:
         raise InputError(f"depth must be at least 1, got {depth}")
+    if doc_score not in DOC_SCORES:
+        raise InputError(f"unknown document score {doc_score!r}; choose from {', '.join(DOC_SCORES)}")
+    if not 0 <= whole_weight <= 1:
+        raise InputError(f"whole_weight must be between 0 and 1, got {whole_weight}")
     w = weights if isinstance(weights, dict) else parse_weights(weights, signals)
     w = {**DEFAULT_WEIGHTS, **w}
     if normalize is None:
@@ -130,4 +150,5 @@ def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 
     depth = max(depth, k)
     return Plan(query=query, signals=signals, first_stage=first, depth=depth, k=k, fusion=fusion,
                 normalize=normalize, weights={s: w[s] for s in signals}, rrf_k=rrf_k,
-                where=tuple(where) if not isinstance(where, tuple) else where)
+                where=tuple(where) if not isinstance(where, tuple) else where, doc_score=doc_score,
+                whole_weight=float(whole_weight))
