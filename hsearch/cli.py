@@ -162,16 +162,19 @@ def delete(ids, collection):
 @click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default="maxp", show_default=True,
               help="A document's score: its best passage, its whole-document representation (collections built "
               "with --long-context), or both fused; a mode may carry its own, e.g. dense+bm25@both.")
+@click.option("--whole-weight", type=float, default=0.5, show_default=True,
+              help="--doc-score both: weight of the whole-document score (the best passage's is 1 minus it).")
 @click.option("--explain", is_flag=True, help="Print the plan and each hit's per-signal scores.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @_handle_errors
-def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, doc_score, explain, as_json):
+def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, doc_score, whole_weight,
+          explain, as_json):
     """Search the collection."""
     from hsearch.engine import open_collection
 
     col = open_collection(collection)
     plan = col.plan(text, mode, k=k, where=list(where), depth=depth, fusion=fusion, weights=weights,
-                    normalize=normalize, rrf_k=rrf_k, doc_score=doc_score)
+                    normalize=normalize, rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight)
     hits = col.run(plan)
     if as_json:
         click.echo(json.dumps([{"id": h.id, "score": h.score, "scores": h.scores, "snippet": h.snippet,
@@ -253,6 +256,8 @@ def models():
 @click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default="maxp", show_default=True,
               help="A document's score: its best passage, its whole-document representation (collections built "
               "with --long-context), or both fused; a mode may carry its own, e.g. dense+bm25@both.")
+@click.option("--whole-weight", type=float, default=0.5, show_default=True,
+              help="--doc-score both: weight of the whole-document score (the best passage's is 1 minus it).")
 @click.option("--collection", "-c", default=None, metavar="DIR",
               help="Collection to build or reuse (default: a cache under $HSEARCH_CACHE/eval).")
 @click.option("--sweep-weights", is_flag=True, help="Tune fused modes' weights on --sweep-split first.")
@@ -270,8 +275,8 @@ def models():
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_handle_errors
-def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights, normalize, doc_score, collection,
-          sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, max_chunks, long_context,
+def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights, normalize, doc_score, whole_weight,
+          collection, sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, max_chunks, long_context,
           long_context_length, as_json, quiet):
     """Score modes on a BEIR folder (nDCG@10, Recall@100, MRR@10) or a synthetic task (Acc@1)."""
     from pathlib import Path
@@ -294,7 +299,7 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
                 click.echo(write_beir(generate(synthetic, n, seed), Path(write_dir) / f"{synthetic}-{n}"))
             return
         result = run_synthetic(synthetic, parse_lengths(lengths), modes, model=model, seed=seed, config=config,
-                               progress=progress, doc_score=doc_score)
+                               progress=progress, doc_score=doc_score, whole_weight=whole_weight)
         columns = ["Acc@1"] + [f"@{n}" for n in next(iter(result.values()))["by_length"]]
         rows = {m: [r["Acc@1"], *r["by_length"].values()] for m, r in result.items()}
     else:
@@ -305,7 +310,7 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
         result = evaluate(dataset, modes, model=model, split=split, k=k, limit_queries=limit_queries,
                           collection_dir=collection, fusion=fusion, weights=weights, normalize=normalize,
                           depth=depth, config=config, sweep=sweep_weights, sweep_split=sweep_split,
-                          progress=progress, doc_score=doc_score)
+                          progress=progress, doc_score=doc_score, whole_weight=whole_weight)
         columns = ["nDCG@10", "Recall@100", "MRR@10"]
         rows = {m: [r[c] for c in columns] for m, r in result.items()}
     if as_json:

@@ -141,3 +141,17 @@ def test_chunks_fit_the_window_after_retokenising(pair):
         assert all(len(tok(c.text, add_special_tokens=False)["input_ids"]) <= size for c in chunks)
         assert all(b.start <= a.end or not text[a.end:b.start].strip() for a, b in zip(chunks, chunks[1:]))
         assert chunks[0].start == 0 and chunks[-1].end == len(text.rstrip())
+
+
+def test_cli_doc_score(pair):
+    from click.testing import CliRunner
+
+    from hsearch.cli import main
+
+    plain, long = pair
+    r = CliRunner().invoke(main, ["query", "dog park", "-c", str(long.folder), "--mode", "dense+bm25",
+                                  "--doc-score", "both", "--whole-weight", "0.3", "--explain", "-k", "3"])
+    assert r.exit_code == 0, r.output
+    assert "whole=0.3" in r.output and "whole:dense=" in r.output and r.output.count("chunk=") == 3
+    r = CliRunner().invoke(main, ["query", "dog", "-c", str(plain.folder), "--doc-score", "whole"])
+    assert r.exit_code != 0 and "long-context" in r.output and "Traceback" not in r.output

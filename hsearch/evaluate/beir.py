@@ -226,7 +226,8 @@ def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None
              k: int = 100, limit_queries: int | None = None, collection_dir: str | Path | None = None,
              fusion: str = "weighted", weights: str | dict | None = None, normalize: str | None = None,
              depth: int | None = None, config: CollectionConfig | None = None, sweep: bool = False,
-             sweep_split: str | None = None, progress: bool = False, doc_score: str = "maxp") -> dict[str, dict]:
+             sweep_split: str | None = None, progress: bool = False, doc_score: str = "maxp",
+             whole_weight: float = 0.5) -> dict[str, dict]:
     """{mode: {"nDCG@10", "Recall@100", "MRR@10"}} for each mode string (as given) on `split`.
 
     With sweep=True each fused mode's weights are tuned on `sweep_split` (default: dev if present,
@@ -234,7 +235,7 @@ def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None
     its entry gains "weights" and "sweep" ({"split", "nDCG@10", "points"}).
     """
     options = {"fusion": fusion, "weights": weights, "normalize": normalize, "doc_score": doc_score,
-               **({"depth": depth} if depth else {})}
+               "whole_weight": whole_weight, **({"depth": depth} if depth else {})}
     modes = check_modes(modes, k=k, **options)
     data = load_beir(dataset_dir, split, limit_queries)
     dev = None

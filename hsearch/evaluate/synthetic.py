@@ -143,7 +143,7 @@ def parse_lengths(text: str) -> list[int]:
 
 def run_synthetic(task: str, lengths, modes: list[str], model: str | None = None, seed: int = 0,
                   config=None, work_dir: str | Path | None = None, progress: bool = False,
-                  doc_score: str = "maxp") -> dict[str, dict]:
+                  doc_score: str = "maxp", whole_weight: float = 0.5) -> dict[str, dict]:
     """{mode: {"Acc@1": mean over lengths, "by_length": {"256": acc, ...}}}; Acc@1 is ir-measures' nDCG@1.
 
     Each length is its own collection of 100 documents, built under `work_dir` (default: a temporary
@@ -155,7 +155,7 @@ def run_synthetic(task: str, lengths, modes: list[str], model: str | None = None
 
     from .beir import as_run, check_modes, eval_collection, load_beir, run_modes, score
 
-    modes = check_modes(modes, doc_score=doc_score)
+    modes = check_modes(modes, doc_score=doc_score, whole_weight=whole_weight)
     lengths = [int(n) for n in lengths]
     for n in lengths:  # fail on a bad length before building any collection
         generate(task, n, seed, n_docs=1, n_queries=1)
@@ -165,7 +165,8 @@ def run_synthetic(task: str, lengths, modes: list[str], model: str | None = None
         for n in lengths:
             data = load_beir(write_beir(generate(task, n, seed), root / f"{task}-{n}"))
             col = eval_collection(data.corpus, model, config, root / f"{task}-{n}" / "collection", progress)
-            hits = run_modes(col, data.queries, modes, k=1, progress=progress, doc_score=doc_score)
+            hits = run_modes(col, data.queries, modes, k=1, progress=progress, doc_score=doc_score,
+                             whole_weight=whole_weight)
             for m in modes:
                 by_length[m][str(n)] = score(as_run(hits[m]), data.qrels, {"Acc@1": nDCG @ 1})["Acc@1"]
     return {m: {"Acc@1": sum(v.values()) / len(v), "by_length": v} for m, v in by_length.items()}
