@@ -327,5 +327,39 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
                        f"nDCG@10 {r['sweep']['nDCG@10']:.4f} there)")
 
 
+@main.command()
+@click.option("--model", "-m", default="e5-small", show_default=True, help="The encoder whose heads to train.")
+@click.option("--out", "-o", required=True, metavar="DIR", help="New folder for the trained model (BGE-M3 format).")
+@click.option("--beir", multiple=True, metavar="DATASET[:SPLIT]",
+              help="Labelled pairs from a BEIR folder's qrels (default split train; test is refused). Repeatable.")
+@click.option("--pairs", "pairs_from", multiple=True, metavar="CORPUS",
+              help="Unsupervised title -> body pairs from any folder or corpus.jsonl. Repeatable.")
+@click.option("--colbert-dim", type=int, default=None, help="Multi-vector size (default: the hidden size; 128 "
+              "shrinks the token store).")
+@click.option("--epochs", default=1, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--temperature", default=0.05, show_default=True)
+@click.option("--hard-negatives", default=3, show_default=True, help="Mined per pair from BM25 and dense top 30.")
+@click.option("--max-batch", default=32, show_default=True, help="Pairs per batch (fewer for long documents).")
+@click.option("--no-distill", is_flag=True, help="Train each head alone on the labels (no self-distillation).")
+@click.option("--full", is_flag=True, help="Fine-tune the transformer too (for a GPU); default: frozen, states cached.")
+@click.option("--max-steps", type=int, default=None, help="Stop after N steps (a smoke run).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+@_handle_errors
+def train(model, out, beir, pairs_from, colbert_dim, epochs, lr, temperature, hard_negatives, max_batch, no_distill,
+          full, max_steps, seed, quiet):
+    """Train the sparse and multi-vector heads (BGE-M3 self-distillation); resumes from OUT.work/."""
+    from hsearch.train import TrainConfig
+    from hsearch.train import train as run
+
+    config = TrainConfig(colbert_dim=colbert_dim, epochs=epochs, lr=lr, temperature=temperature,
+                         hard_negatives=hard_negatives, max_batch=max_batch, distill=not no_distill, full=full,
+                         seed=seed)
+    card = run(model, out, config, beir=beir, pairs_from=pairs_from, progress=not quiet and sys.stderr.isatty(),
+               max_steps=max_steps)
+    click.echo(f"{card['pairs']} pairs from {', '.join(card['data'])}; {card['steps']} steps -> {out} "
+               f"(use it as --model {out})")
+
 if __name__ == "__main__":
     main()

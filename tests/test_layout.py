@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "hsearch"
 # a layer may import from layers to its right only
-ORDER = ["cli", "evaluate", "engine", "writer", "snapshot", "query", "backends", "ingest", "encode", "index", "storage",
+ORDER = ["cli", "train", "evaluate", "engine", "writer", "snapshot", "query", "backends", "ingest", "encode", "index", "storage",
          "config", "errors", "types"]
 
 

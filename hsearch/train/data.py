@@ -1,0 +1,103 @@
+"""Training pairs for the heads: labelled (a BEIR qrels split) and unsupervised (title -> body).
+
+Every pair points at a document of a *pool* (the documents of its source), from which hard
+negatives are mined. Test splits are refused: the heads must never see what they are scored on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hsearch.errors import InputError
+
+MIN_BODY_CHARS = 40  # a body shorter than this teaches nothing about matching a title to it
+
+
+@dataclass(frozen=True)
+class Pair:
+    query: str
+    doc: str  # key of the positive document in the pool
+    source: str
+
+
+@dataclass
+class TrainingData:
+    pairs: list[Pair]
+    pool: dict[str, str]  # document key -> text; keys are "<source>/<id>", so sources never collide
+    sources: dict[str, int]  # source -> pairs taken from it
+
+    def add(self, source: str, pairs: list[Pair], pool: dict[str, str]) -> None:
+        if not pairs:
+            raise InputError(f"{source} gave no training pairs")
+        self.pairs += pairs
+        self.pool.update(pool)
+        self.sources[source] = len(pairs)
+
+
+def beir_pairs(spec: str) -> tuple[str, list[Pair], dict[str, str]]:
+    """'FOLDER[:SPLIT]' (split default train) -> (source, pairs, pool): one pair per relevant (query, doc)."""
+    from hsearch.evaluate.beir import load_beir
+
+    folder, _, split = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    split = split or "train"
+    if split == "test":
+        raise InputError(f"refusing to train on the test split of {folder}: the heads would be scored on what they "
+                         "learned; use train (or dev)")
+    data = load_beir(folder, split)
+    source = f"{Path(folder).name}:{split}"
+    docs = _corpus(data.corpus)
+    pairs, pool = [], {}
+    for qid, rels in data.qrels.items():
+        for did, rel in rels.items():
+            if rel > 0 and did in docs and qid in data.queries:
+                key = f"{source}/{did}"
+                pool[key] = docs[did]
+                pairs.append(Pair(data.queries[qid], key, source))
+    return source, pairs, pool
+
+
+def title_pairs(path: str) -> tuple[str, list[Pair], dict[str, str]]:
+    """Unsupervised pairs from any corpus (BGE-M3's first stage): a document's title -> its body; a
+    document without a title gives its first line -> the rest when both are long enough."""
+    from hsearch.ingest.loaders import load_path
+
+    source = f"pairs:{Path(path).name}"
+    pairs, pool = [], {}
+    for doc in load_path(path):
+        title, body = doc.title.strip(), doc.text.strip()
+        if not title:
+            first, _, rest = body.partition("\n")
+            if not (8 <= len(first.strip()) <= 300):
+                continue
+            title, body = first.strip(), rest.strip()
+        if len(body) < MIN_BODY_CHARS:
+            continue
+        key = f"{source}/{doc.id}"
+        pool[key] = body
+        pairs.append(Pair(title, key, source))
+    return source, pairs, pool
+
+
+def load_training_data(beir: list[str] = (), pairs_from: list[str] = ()) -> TrainingData:
+    if not beir and not pairs_from:
+        raise InputError("no training data: give --beir DATASET[:SPLIT] (labelled) and/or --pairs CORPUS "
+                         "(unsupervised title -> body pairs)")
+    data = TrainingData([], {}, {})
+    for spec in beir:
+        data.add(*beir_pairs(spec))
+    for path in pairs_from:
+        data.add(*title_pairs(path))
+    return data
+
+
+def _corpus(path: Path) -> dict[str, str]:
+    import json
+
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                title, text = (d.get("title") or "").strip(), d.get("text") or ""
+                out[str(d["_id"])] = f"{title}\n{text}" if title else text  # as `hsearch index` reads it
+    return out
