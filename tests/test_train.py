@@ -144,9 +144,9 @@ def test_cli_train(tmp_path, tiny_bgem3, toy):
 
     out = tmp_path / "cli"
     r = CliRunner().invoke(main, ["train", "--model", str(tiny_bgem3), "--out", str(out), "--beir", f"{toy}:train",
-                                  "--colbert-dim", "8", "--max-steps", "2", "-q"])
+                                  "--colbert-dim", "8", "--max-steps", "2", "--limit", "50", "-q"])
     assert r.exit_code == 0, r.output
-    assert "80 pairs from toy:train; 2 steps" in r.output
+    assert "50 pairs from toy:train; 2 steps" in r.output
     assert load_encoder(str(out)).colbert_dim == 8
     r = CliRunner().invoke(main, ["train", "--model", str(tiny_bgem3), "--out", str(tmp_path / "x"),
                                   "--beir", f"{toy}:test"])

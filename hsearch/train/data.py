@@ -5,6 +5,7 @@ negatives are mined. Test splits are refused: the heads must never see what they
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,15 +79,19 @@ def title_pairs(path: str) -> tuple[str, list[Pair], dict[str, str]]:
     return source, pairs, pool
 
 
-def load_training_data(beir: list[str] = (), pairs_from: list[str] = ()) -> TrainingData:
+def load_training_data(beir: list[str] = (), pairs_from: list[str] = (), limit: int | None = None,
+                       seed: int = 0) -> TrainingData:
+    """Pairs of every source; with `limit`, a seeded sample of at most that many pairs per source (the
+    pool shrinks to their documents, so the cost of caching states stays bounded)."""
     if not beir and not pairs_from:
         raise InputError("no training data: give --beir DATASET[:SPLIT] (labelled) and/or --pairs CORPUS "
                          "(unsupervised title -> body pairs)")
     data = TrainingData([], {}, {})
-    for spec in beir:
-        data.add(*beir_pairs(spec))
-    for path in pairs_from:
-        data.add(*title_pairs(path))
+    for source, pairs, pool in [beir_pairs(s) for s in beir] + [title_pairs(p) for p in pairs_from]:
+        if limit is not None and len(pairs) > limit:
+            pairs = sorted(random.Random(seed).sample(pairs, limit), key=lambda p: (p.doc, p.query))
+            pool = {p.doc: pool[p.doc] for p in pairs}
+        data.add(source, pairs, pool)
     return data
 
 

@@ -52,6 +52,7 @@ class TrainConfig:
     max_batch: int = 32
     checkpoint_every: int = 200  # steps
     seed: int = 0
+    limit: int | None = None  # at most this many pairs per source (a seeded sample)
 
     def __post_init__(self):
         if self.epochs < 1 or self.max_batch < 2 or self.hard_negatives < 0 or self.temperature <= 0:
@@ -67,7 +68,7 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
     work = out.with_name(out.name + ".work")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not empty; choose a new --out folder")
-    data = load_training_data(list(beir), list(pairs_from))
+    data = load_training_data(list(beir), list(pairs_from), config.limit, config.seed)
     encoder = load_encoder(model)
     torch.manual_seed(config.seed)
     texts, q_row, d_row = _texts(data)
