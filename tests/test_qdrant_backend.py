@@ -278,3 +278,44 @@ def test_import_and_help_load_no_qdrant_binding():
             "print(any(m.startswith(('qdrant_client', 'qdrant_edge')) for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.split() == ["False"]
+
+
+class TwoViewEncoder(WordEncoder):
+    """An encoder with a long-context method, as the engine sees one: its `passage_encoder` (the plain
+    model) encodes passages, itself whole documents (dense vectors shifted, so the two views differ)."""
+
+    max_tokens = 48
+
+    def __init__(self):
+        super().__init__()
+        self.passage_encoder = WordEncoder()
+        self.shift = np.random.default_rng(1).standard_normal(self.dim).astype(np.float32)
+
+    def _one(self, text, dense=True, sparse=True, colbert=True):
+        enc = super()._one(text, dense, sparse, colbert)
+        if enc.dense is not None:
+            v = enc.dense + 0.5 * self.shift
+            enc.dense = (v / np.linalg.norm(v)).astype(np.float32)
+        return enc
+
+
+def test_whole_document_view_equals_local_engine(tmp_path):
+    """A long-context collection on qdrant-edge: the view is a filter after retrieval there, so with a
+    depth that reaches every chunk its maxp, whole and both rankings equal the local engine's."""
+    from hsearch.engine import open_collection
+
+    enc = TwoViewEncoder()
+    cols = {}
+    for backend in ("local", "qdrant-edge"):
+        cfg = CollectionConfig(chunk_tokens=16, chunk_overlap=4, dense_index="flat", long_context="test:48",
+                               backend=backend, colbert_codec="float32")
+        cols[backend] = open_collection(tmp_path / backend, create=True, config=cfg, encoder=enc)
+        cols[backend].add([d for d in _docs(150) if d["text"].count(" ") > 20])
+    views = np.concatenate([s.views for s in cols["local"].snapshot().segments])
+    assert (views == 1).sum() > (views == 2).sum() > 0
+    for q in QUERIES[:6]:
+        for doc_score in ("maxp", "whole", "both"):
+            for mode in ("dense", "dense+sparse", "all", "dense+sparse+bm25"):
+                a, b = (c.search(q, mode=mode, doc_score=doc_score, depth=2000, k=10) for c in cols.values())
+                assert a and len({h.id for h in a}) == len(a)
+                assert_same(a, b)
