@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import tempfile
@@ -276,9 +277,14 @@ def save_model(encoder, heads: Heads, out: Path, card: dict) -> None:
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    weights = {"model.safetensors", "pytorch_model.bin"}
     for name in MODEL_FILES:
-        if (src / name).exists():
-            shutil.copy2(src / name, tmp / name)
+        # full fine-tuning writes its own weights below (never through a link to the base model's file)
+        if (src / name).exists() and not (card["recipe"]["full"] and name in weights):
+            try:  # weights are read-only inputs: a hard link saves a copy of hundreds of MB
+                os.link(src / name, tmp / name)
+            except OSError:
+                shutil.copy2(src / name, tmp / name)
     if card["recipe"]["full"]:
         encoder.model.save_pretrained(str(tmp))
     torch.save({k: v.detach().cpu().clone() for k, v in heads.sparse.state_dict().items()}, tmp / "sparse_linear.pt")
