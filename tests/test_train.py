@@ -151,3 +151,20 @@ def test_cli_train(tmp_path, tiny_bgem3, toy):
     r = CliRunner().invoke(main, ["train", "--model", str(tiny_bgem3), "--out", str(tmp_path / "x"),
                                   "--beir", f"{toy}:test"])
     assert r.exit_code != 0 and "test split" in r.output and "Traceback" not in r.output
+
+
+def test_full_fine_tuning_saves_its_own_backbone(tmp_path, tiny_bgem3, toy):
+    """--full (meant for a GPU, run here on the tiny model): the transformer learns too, and the saved
+    weights are new files, not links that would overwrite the base model."""
+    from safetensors.torch import load_file
+
+    base = load_file(tiny_bgem3 / "model.safetensors")
+    out = tmp_path / "full"
+    train(str(tiny_bgem3), out, TrainConfig(full=True, max_batch=8, backbone_lr=1e-3), beir=[f"{toy}:train"],
+          max_steps=3)
+    tuned = load_file(out / "model.safetensors")
+    assert load_file(tiny_bgem3 / "model.safetensors").keys() == base.keys()
+    assert all(torch.equal(base[k], load_file(tiny_bgem3 / "model.safetensors")[k]) for k in base)
+    changed = [k for k in base if k in tuned and not torch.equal(base[k], tuned[k])]
+    assert changed and (out / "model.safetensors").stat().st_ino != (tiny_bgem3 / "model.safetensors").stat().st_ino
+    assert load_encoder(str(out)).spec.sparse_head == "trained"
