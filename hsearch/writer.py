@@ -201,10 +201,11 @@ class Writer:
         tmp = folder.with_name(f".{name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.sink.write(tmp, ids, reps, owner_docs)  # segment files, or a Qdrant upsert (durable on return)
+        views_of = np.asarray(flags, dtype=np.uint8) if len(views) > 1 else None
+        self.sink.write(tmp, ids, reps, owner_docs, views_of)  # segment files, or a Qdrant upsert (durable on return)
         np.save(tmp / "doc_rows.npy", np.asarray(owner, dtype=np.int64))
-        if len(views) > 1:
-            np.save(tmp / "views.npy", np.asarray(flags, dtype=np.uint8))
+        if views_of is not None:
+            np.save(tmp / "views.npy", views_of)
         fsync_tree(tmp)
         tmp.rename(folder)
         self.docs.insert(doc_rows, chunk_rows)

@@ -14,8 +14,10 @@ in the same call that retrieves its own candidates. A signal is served by the fi
 
 The writer puts each commit's vectors into a *sink*:
 
-    Sink.write(folder, ids, reps, docs)   before the commit: the segment folder being written, chunk ids,
-                                          their `Encoded`s and owning `Document`s; durable on return
+    Sink.write(folder, ids, reps, docs, views)
+                                          before the commit: the segment folder being written, chunk ids,
+                                          their `Encoded`s and owning `Document`s, and each chunk's view
+                                          (hsearch/types.py; None: one view); durable on return
     Sink.commit(generation, deleted)      after the manifest of `generation` is saved; `deleted`: the chunks
                                           it tombstoned
     Sink.recover(manifest, dead_chunks)   at writer start: drop what an interrupted run left, re-apply deletes
@@ -67,7 +69,7 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    def write(self, folder, ids: np.ndarray, reps: list, docs: list) -> None: ...
+    def write(self, folder, ids: np.ndarray, reps: list, docs: list, views: np.ndarray | None = None) -> None: ...
 
     def commit(self, generation: int, deleted: np.ndarray) -> None: ...
 

@@ -86,7 +86,8 @@ class LocalSink:
         self.config = config
         self.signals = set(signals) - (set() if config.store_colbert else {"colbert"})
 
-    def write(self, folder: Path, ids: np.ndarray, reps: list, docs: list) -> None:
+    def write(self, folder: Path, ids: np.ndarray, reps: list, docs: list, views=None) -> None:
+        # views: the writer keeps them in the segment folder (views.npy), read by the snapshot
         c = self.config
         if "dense" in self.signals:
             write_dense(folder / "dense", ids, np.stack([r.dense for r in reps]), c.dense_index)

@@ -34,6 +34,7 @@ import numpy as np
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.dense import HNSW_FROM
 from hsearch.storage.atomic import write_json_atomic
+from hsearch.types import PASSAGE, WHOLE
 
 from .local import LocalSink
 from .qdrant_drivers import is_url, open_driver, require
@@ -145,9 +146,11 @@ def _number(v):
     return None
 
 
-def payload(chunk_id: int, doc) -> dict:
+def payload(chunk_id: int, doc, view: int | None = None) -> dict:
     p = {"cid": int(chunk_id), "doc_id": doc.id, "title": doc.title or "", "m": _text(doc.metadata or {}),
          "n": _number(doc.metadata or {})}
+    if view is not None:  # a long-context collection's chunks: passage or whole (hsearch/types.py)
+        p["v"] = view
     if doc.path is not None:
         p["path"] = doc.path
     return p
@@ -222,21 +225,21 @@ class QdrantSink:
         if not ours:
             write_json_atomic(self.folder / STATE, {"collection": c.qdrant_collection, "purged": 0})
 
-    def write(self, folder: Path, ids: np.ndarray, reps: list, docs: list) -> None:
+    def write(self, folder: Path, ids: np.ndarray, reps: list, docs: list, views=None) -> None:
         self.local.write(folder, ids, reps, docs)
         batch, floats = [], 0
         for i, r in enumerate(reps):
             size = np.size(r.dense) + len(r.sparse or ()) + (np.size(r.colbert) if _multivector(self.config) else 0)
             if batch and (len(batch) == UPSERT_POINTS or floats + size > UPSERT_FLOATS):
-                self._upsert(ids, reps, docs, batch)
+                self._upsert(ids, reps, docs, batch, views)
                 batch, floats = [], 0
             batch.append(i)
             floats += size
         if batch:
-            self._upsert(ids, reps, docs, batch)
+            self._upsert(ids, reps, docs, batch, views)
         self.driver.flush()
 
-    def _upsert(self, ids, reps, docs, batch) -> None:
+    def _upsert(self, ids, reps, docs, batch, views=None) -> None:
         vectors = []
         for i in batch:
             r = reps[i]
@@ -246,7 +249,8 @@ class QdrantSink:
             if _multivector(self.config):
                 vec["colbert"] = _vector("colbert", r.colbert)
             vectors.append(vec)
-        self.driver.upsert([int(ids[i]) for i in batch], vectors, [payload(ids[i], docs[i]) for i in batch])
+        self.driver.upsert([int(ids[i]) for i in batch], vectors,
+                           [payload(ids[i], docs[i], None if views is None else int(views[i])) for i in batch])
 
     def _delete(self, ids) -> None:
         ids = np.asarray(ids, np.int64)
@@ -292,6 +296,8 @@ class QdrantSource:
     def _filter(self, scope) -> Filter:
         f = where_filter(scope.where, scope)
         f.must.append(("range", "cid", {"lt": float(self.next_chunk_id)}))
+        if scope.view is not None:  # the other view's chunks out; chunks written without a view stay in
+            f.must_not.append(("match", "v", PASSAGE if scope.view == WHOLE else WHOLE))
         if self.exclude and len(self.dead) <= MAX_EXCLUDED_IDS:
             f.must_not.append(("ids", None, self.dead))
         return f
