@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
+
 from hsearch.backends import settle_config
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError, InputError
@@ -20,7 +22,7 @@ from hsearch.query.execute import execute
 from hsearch.query.plan import Plan, make_plan, parse_where
 from hsearch.snapshot import Snapshot
 from hsearch.storage.manifest import MANIFEST, Manifest
-from hsearch.types import Hit
+from hsearch.types import VIEWS, Hit
 from hsearch.writer import IndexReport, Writer
 
 DEFAULT_COLLECTION = ".hsearch"
@@ -213,9 +215,14 @@ class Collection:
         size = {part: _disk_bytes(self.folder / part) for part in ("segments", "bm25", "bm25-whole", "docs.sqlite")
                 if part != "bm25-whole" or (self.folder / part).exists()}
         live_docs = snap.docs.live_docs([s.name for s in m.segments], snap.dead_docs)
-        return {"collection": str(self.folder), "model": m.encoder.get("name"), "documents": len(live_docs),
-                "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
-                "bytes": size, "heads": _heads(m.encoder), "config": m.config}
+        out = {"collection": str(self.folder), "model": m.encoder.get("name"), "documents": len(live_docs),
+               "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
+               "bytes": size, "heads": _heads(m.encoder), "config": m.config}
+        if snap.has_views:  # a long-context collection: how many chunks each view holds
+            ids = np.concatenate([np.arange(s.start, s.end) for s in snap.segments])
+            ids = ids[snap.live(ids)]
+            out["views"] = {name: int(snap.in_view(ids, flag).sum()) for name, flag in VIEWS.items()}
+        return out
 
 
 def _disk_bytes(path: Path) -> int:

@@ -52,6 +52,8 @@ def test_every_document_has_both_views(pair):
         whole, passages = ((views[rows == row] == v).sum() for v in (WHOLE, PASSAGE))
         assert whole == 1 if n_tokens <= 500 else 2 <= whole < passages
     assert (views == PASSAGE).sum() == plain.info()["chunks"]
+    assert long.info()["views"] == {"passage": (views == PASSAGE).sum(), "whole": (views == WHOLE).sum()}
+    assert "views" not in plain.info()
     assert all(s.views is None for s in plain.snapshot().segments)
 
 
