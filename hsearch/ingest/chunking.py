@@ -13,7 +13,8 @@ class Chunk:
 
 
 def chunk_text(text: str, tokenizer, size: int, overlap: int) -> list[Chunk]:
-    """Chunks of `text` of at most `size` tokens (special tokens not counted)."""
+    """Chunks of `text` of at most `size` tokens (special tokens not counted), neighbours sharing at
+    least `overlap` tokens; the last chunk ends at the text's end and is as long as the others."""
     if overlap >= size:
         raise ValueError(f"chunk overlap ({overlap}) must be smaller than the chunk size ({size})")
     # verbose=False: measuring a long text is the point here, not an error; transformers would warn
@@ -36,4 +37,7 @@ def chunk_text(text: str, tokenizer, size: int, overlap: int) -> list[Chunk]:
         chunks.append(Chunk(text[start:end], start, end))
         if s + len(window) >= len(offsets):
             return chunks
-        s += max(1, len(window) - overlap)  # the next window starts `overlap` tokens before this one's end
+        nxt = s + max(1, len(window) - overlap)  # the next window starts `overlap` tokens before this one's end
+        # The last window is a full one ending at the document's end, never a stub of a few tokens: a stub's
+        # vector is all about those few words, and under MaxP it wins queries it has nothing to do with.
+        s = max(s + 1, len(offsets) - size) if nxt + size > len(offsets) else nxt
