@@ -29,6 +29,11 @@ from hsearch.storage.manifest import Manifest, Segment, write_tombstones
 from hsearch.types import PASSAGE, WHOLE
 
 log = logging.getLogger("hsearch")
+# A commit holds every one of its chunks' token vectors (float32) in memory until its segment is
+# written, so long documents bound it by text as well as by `commit_every` chunks: ~6M characters are
+# ~1.5-2M tokens, ~3 GB of 384-dim vectors. (QMSum's 232 transcripts, 3.2M tokens in two views, were
+# one commit under the chunk count alone and were killed at 24 GB.)
+MAX_COMMIT_CHARS = 6_000_000
 
 
 @dataclass
@@ -104,7 +109,7 @@ class Writer:
         live = self.docs.live_docs([s.name for s in self.manifest.segments], dead_docs)
         seen: set[str] = set()
         pending: list[tuple[Document, int | None]] = []
-        pending_chunks = 0
+        pending_chunks = pending_chars = 0
         for doc in documents:
             if doc.id in seen:
                 log.warning("duplicate document id %r in %s; keeping the first", doc.id, source)
@@ -120,9 +125,10 @@ class Writer:
                 report.added += 1
             pending.append((doc, old[0] if old else None))
             pending_chunks += 1 + len(doc.text) // 1500  # rough, only to size commits
-            if pending_chunks >= self.config.commit_every:
+            pending_chars += len(doc.text) * (2 if self.config.long_context else 1)  # two views: encoded twice
+            if pending_chunks >= self.config.commit_every or pending_chars >= MAX_COMMIT_CHARS:
                 self._commit(pending, [], source, report, progress)
-                pending, pending_chunks = [], 0
+                pending, pending_chunks, pending_chars = [], 0, 0
         gone = []
         if delete_missing:  # docs committed earlier in this run are in `seen`, so `live` still suffices
             gone = [row for doc_id, (row, _h, src) in live.items() if src == source and doc_id not in seen]

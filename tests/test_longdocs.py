@@ -159,3 +159,21 @@ def test_cli_doc_score(pair):
     assert "whole=0.3" in r.output and "whole:dense=" in r.output and r.output.count("chunk=") == 3
     r = CliRunner().invoke(main, ["query", "dog", "-c", str(plain.folder), "--doc-score", "whole"])
     assert r.exit_code != 0 and "long-context" in r.output and "Traceback" not in r.output
+
+
+def test_long_documents_bound_a_commit_by_text(tmp_path, tiny_bgem3, monkeypatch):
+    """A commit keeps its token vectors in memory: long documents split a run into several commits even
+    far below `commit_every` chunks, and the collection answers as one built in a single commit."""
+    import hsearch.writer
+
+    cfg = CollectionConfig(model=str(tiny_bgem3), chunk_overlap=16, long_context="pi:512")
+    one = open_collection(tmp_path / "one-commit", create=True, model=str(tiny_bgem3), config=cfg)
+    assert one.add(_docs()).commits == 1
+    monkeypatch.setattr(hsearch.writer, "MAX_COMMIT_CHARS", 3000)
+    many = open_collection(tmp_path / "small-commits", create=True, model=str(tiny_bgem3), config=cfg)
+    assert many.add(_docs()).commits >= 4 and many.info()["views"] == one.info()["views"]
+    for doc_score in ("maxp", "whole", "both"):
+        # bm25: exact across commits (the tiny model's dense scores differ in the last bits with the
+        # batches a commit makes, and nearly tie, so min-max fusion would amplify that)
+        a, b = (c.search("dog park Hauptstadt", mode="bm25", doc_score=doc_score, depth=500, k=5) for c in (one, many))
+        assert [(h.id, round(h.score, 6)) for h in a] == [(h.id, round(h.score, 6)) for h in b]
