@@ -159,9 +159,10 @@ def delete(ids, collection):
               help="Score normalisation before a weighted sum (default: none; minmax when bm25 is fused).")
 @click.option("--rrf-k", default=60, show_default=True)
 @click.option("--where", multiple=True, help="Filter: FIELD=VALUE, FIELD>N, path~GLOB (repeatable, AND).")
-@click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default="maxp", show_default=True,
+@click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default=None,
               help="A document's score: its best passage, its whole-document representation (collections built "
-              "with --long-context), or both fused; a mode may carry its own, e.g. dense+bm25@both.")
+              "with --long-context), or both fused (the default there; elsewhere maxp); a mode may carry its "
+              "own, e.g. dense+bm25@both.")
 @click.option("--whole-weight", type=float, default=0.5, show_default=True,
               help="--doc-score both: weight of the whole-document score (the best passage's is 1 minus it).")
 @click.option("--explain", is_flag=True, help="Print the plan and each hit's per-signal scores.")
@@ -253,9 +254,10 @@ def models():
 @click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
 @click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: BGE-M3's 0.4/0.2/0.4).")
 @click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None)
-@click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default="maxp", show_default=True,
+@click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default=None,
               help="A document's score: its best passage, its whole-document representation (collections built "
-              "with --long-context), or both fused; a mode may carry its own, e.g. dense+bm25@both.")
+              "with --long-context), or both fused (the default there; elsewhere maxp); a mode may carry its "
+              "own, e.g. dense+bm25@both.")
 @click.option("--whole-weight", type=float, default=0.5, show_default=True,
               help="--doc-score both: weight of the whole-document score (the best passage's is 1 minus it).")
 @click.option("--collection", "-c", default=None, metavar="DIR",

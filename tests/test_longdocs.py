@@ -64,7 +64,7 @@ def test_maxp_over_passages_equals_the_plain_collection(pair):
     plain, long = pair
     for mode in ("dense", "sparse", "colbert", "bm25", "all", "dense+bm25"):
         for q in ("dog park", "qubits", "Hauptstadt"):
-            a, b = (c.search(q, mode=mode, k=5, depth=500) for c in (plain, long))
+            a, b = (c.search(q, mode=mode, k=5, depth=500, doc_score="maxp") for c in (plain, long))
             assert [(h.id, round(h.score, 5), h.chunk, h.snippet) for h in a] == \
                    [(h.id, round(h.score, 5), h.chunk, h.snippet) for h in b], (mode, q)
 
@@ -88,7 +88,7 @@ def test_whole_scores_the_extended_encoding_of_the_whole_text(pair):
 def test_both_fuses_the_two_document_rankings(pair):
     _plain, long = pair
     q = "Paris is the capital of France"
-    maxp = {h.id: h.score for h in long.search(q, mode="dense", k=12)}
+    maxp = {h.id: h.score for h in long.search(q, mode="dense", doc_score="maxp", k=12)}
     whole = {h.id: h.score for h in long.search(q, mode="dense", doc_score="whole", k=12)}
     both = long.search(q, mode="dense", doc_score="both", whole_weight=0.25, k=12)
 
@@ -117,6 +117,14 @@ def test_replacing_a_document_replaces_both_views(pair):
             assert next(h for h in hits if h.id == "d2").snippet == "Quantum computers use qubits."
     finally:
         long.add([d for d in _docs() if d["id"] == "d2"])
+
+
+def test_default_doc_score(pair):
+    """Both views by default where there are two (measured best on passkey); the best passage elsewhere."""
+    plain, long = pair
+    assert long.plan("dog", "dense").doc_score == "both" and plain.plan("dog", "dense").doc_score == "maxp"
+    assert long.plan("dog", "dense@maxp").doc_score == "maxp"
+    assert long.search("dog", mode="dense") == long.search("dog", mode="dense", doc_score="both")
 
 
 def test_errors(pair):

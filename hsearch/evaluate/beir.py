@@ -226,7 +226,7 @@ def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None
              k: int = 100, limit_queries: int | None = None, collection_dir: str | Path | None = None,
              fusion: str = "weighted", weights: str | dict | None = None, normalize: str | None = None,
              depth: int | None = None, config: CollectionConfig | None = None, sweep: bool = False,
-             sweep_split: str | None = None, progress: bool = False, doc_score: str = "maxp",
+             sweep_split: str | None = None, progress: bool = False, doc_score: str | None = None,
              whole_weight: float = 0.5) -> dict[str, dict]:
     """{mode: {"nDCG@10", "Recall@100", "MRR@10"}} for each mode string (as given) on `split`.
 

@@ -143,7 +143,7 @@ def parse_lengths(text: str) -> list[int]:
 
 def run_synthetic(task: str, lengths, modes: list[str], model: str | None = None, seed: int = 0,
                   config=None, work_dir: str | Path | None = None, progress: bool = False,
-                  doc_score: str = "maxp", whole_weight: float = 0.5) -> dict[str, dict]:
+                  doc_score: str | None = None, whole_weight: float = 0.5) -> dict[str, dict]:
     """{mode: {"Acc@1": mean over lengths, "by_length": {"256": acc, ...}}}; Acc@1 is ir-measures' nDCG@1.
 
     Each length is its own collection of 100 documents, built under `work_dir` (default: a temporary

@@ -36,6 +36,7 @@ class Plan:
     where: tuple = ()
     # How a document scores (a collection built with a long-context method has both views, types.py):
     # maxp: its best passage; whole: its whole-document representation; both: the two fused.
+    # make_plan takes None as maxp; Collection.plan makes it both in a long-context collection.
     doc_score: str = "maxp"
     whole_weight: float = 0.5  # both: weight of the whole-document score (the best passage's is 1 - this)
 
@@ -122,12 +123,13 @@ def parse_where(items) -> tuple:
 
 def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 100, fusion: str = "weighted",
               weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
-              where=(), colbert_depth: int = 200, doc_score: str = "maxp", whole_weight: float = 0.5) -> Plan:
+              where=(), colbert_depth: int = 200, doc_score: str | None = None, whole_weight: float = 0.5) -> Plan:
     if not isinstance(query, str) or not query.strip():
         raise InputError("empty query; give the text to search for")
     if isinstance(mode, str) and "@" in mode:  # "dense+bm25@both": the document score inside the mode
         mode, doc_score = (x.strip() for x in mode.rsplit("@", 1))
     signals = parse_mode(mode)
+    doc_score = doc_score or "maxp"
     if fusion not in FUSIONS:
         raise InputError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
     if k < 1:
