@@ -152,8 +152,8 @@ def test_segments_accumulate_and_stay_consistent(tmp_path, tiny_bgem3, corpus):
         b = [(h.id, round(h.score, 4)) for h in one.search("capital city", mode=mode)]
         if mode == "bm25":  # tantivy's statistics do not depend on our segments either
             assert [x for x, _ in a] == [x for x, _ in b]
-        else:
-            assert a == b, mode
+        else:  # the tiny model's scores tie (all ~1.0): documents within a tie may come in either order
+            assert sorted(a) == sorted(b) and [s for _, s in a] == [s for _, s in b], mode
 
 
 def test_manifest_names_only_files_that_exist(collection):
