@@ -24,6 +24,17 @@ def _long_context_options(fn):
                              "e.g. pi:4096, chunk:8192, mcls+rp:4096, selfextend:8192,w=512,g=16.")(fn)
 
 
+def _doc_score_options(fn):
+    """--doc-score maxp|whole|both and --whole-weight W (query and eval)."""
+    fn = click.option("--whole-weight", type=float, default=0.5, show_default=True,
+                      help="--doc-score both: weight of the whole-document score (the best passage's is 1 minus "
+                           "it).")(fn)
+    return click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default=None,
+                        help="A document's score: its best passage, its whole-document representation (collections "
+                             "built with --long-context), or both fused (the default there; elsewhere maxp); a mode "
+                             "may carry its own, e.g. dense+bm25@both.")(fn)
+
+
 def _backend_options(fn):
     """Where the vectors live (hsearch/backends/); checked by the library when the collection is created."""
     options = [
@@ -159,12 +170,7 @@ def delete(ids, collection):
               help="Score normalisation before a weighted sum (default: none; minmax when bm25 is fused).")
 @click.option("--rrf-k", default=60, show_default=True)
 @click.option("--where", multiple=True, help="Filter: FIELD=VALUE, FIELD>N, path~GLOB (repeatable, AND).")
-@click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default=None,
-              help="A document's score: its best passage, its whole-document representation (collections built "
-              "with --long-context), or both fused (the default there; elsewhere maxp); a mode may carry its "
-              "own, e.g. dense+bm25@both.")
-@click.option("--whole-weight", type=float, default=0.5, show_default=True,
-              help="--doc-score both: weight of the whole-document score (the best passage's is 1 minus it).")
+@_doc_score_options
 @click.option("--explain", is_flag=True, help="Print the plan and each hit's per-signal scores.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @_handle_errors
@@ -254,12 +260,7 @@ def models():
 @click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
 @click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: BGE-M3's 0.4/0.2/0.4).")
 @click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None)
-@click.option("--doc-score", type=click.Choice(["maxp", "whole", "both"]), default=None,
-              help="A document's score: its best passage, its whole-document representation (collections built "
-              "with --long-context), or both fused (the default there; elsewhere maxp); a mode may carry its "
-              "own, e.g. dense+bm25@both.")
-@click.option("--whole-weight", type=float, default=0.5, show_default=True,
-              help="--doc-score both: weight of the whole-document score (the best passage's is 1 minus it).")
+@_doc_score_options
 @click.option("--collection", "-c", default=None, metavar="DIR",
               help="Collection to build or reuse (default: a cache under $HSEARCH_CACHE/eval).")
 @click.option("--sweep-weights", is_flag=True, help="Tune fused modes' weights on --sweep-split first.")

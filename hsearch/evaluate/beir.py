@@ -150,11 +150,10 @@ def run_modes(col, queries: dict[str, str], modes, k: int = 100, weights_by_mode
     qids = list(queries)
     # passages meet queries encoded by the plain model, whole documents by the long-context one
     encoders = {col.query_encoders(p)[i] for p in probe.values() for i in (0, 1)} - {None}
-    encoded = {}
-    for e in encoders:
-        encoded[id(e)] = (e.encode_queries([queries[q] for q in qids], dense="dense" in need, sparse="sparse" in need,
-                                           colbert="colbert" in need, progress=progress)
-                          if need else [Encoded() for _ in qids])  # bm25 alone needs no model pass
+    encoded = {e: e.encode_queries([queries[q] for q in qids], dense="dense" in need, sparse="sparse" in need,
+                                   colbert="colbert" in need, progress=progress)
+               if need else [Encoded() for _ in qids]  # bm25 alone needs no model pass
+               for e in encoders}
     out = {m: {} for m in modes}
     for j, qid in enumerate(qids):
         for m in modes:
@@ -162,8 +161,8 @@ def run_modes(col, queries: dict[str, str], modes, k: int = 100, weights_by_mode
             if keep_all:  # the union of first-stage pools can hold at most this many documents
                 plan = replace(plan, k=plan.depth * len(plan.first_stage))
             plain, whole = col.query_encoders(plan)
-            out[m][qid] = col.run(plan, encoded=encoded[id(plain)][j],
-                                  encoded_whole=encoded[id(whole)][j] if whole is not None else None)
+            out[m][qid] = col.run(plan, encoded=encoded[plain][j],
+                                  encoded_whole=encoded[whole][j] if whole is not None else None)
     return out
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from hsearch.types import PASSAGE, WHOLE, Encoded, Hit
 
-from .fusion import rrf, weighted
+from .fusion import normalize, rrf, weighted
 from .plan import Plan
 
 SNIPPET_CHARS = 240
@@ -86,10 +86,11 @@ class _Ranked:
         self.cand, self.table = gather(snapshot.sources, first, plan.depth, score, snapshot.scope(plan.where, view),
                                        extra)
         self.fused = _fuse(plan, self.table) if self.cand.size else np.empty(0)
-        rows = snapshot.doc_rows(self.cand)
-        self.best: dict[int, int] = {}  # document row -> index of its best chunk, best documents first
-        for i in np.lexsort((self.cand, -self.fused)):  # ties: the smaller chunk id
-            self.best.setdefault(int(rows[i]), int(i))
+        order = np.lexsort((self.cand, -self.fused))  # best first; ties: the smaller chunk id
+        rows = snapshot.doc_rows(self.cand)[order]
+        first = np.sort(np.unique(rows, return_index=True)[1])  # each document's best chunk, in rank order
+        # document row -> index of its best chunk, best documents first
+        self.best: dict[int, int] = dict(zip(rows[first].tolist(), order[first].tolist()))
 
     def doc_scores(self) -> dict[int, float]:
         return {row: float(self.fused[i]) for row, i in self.best.items()}
@@ -134,10 +135,10 @@ def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None
 
 
 def _minmax(scores: dict[int, float]) -> dict[int, float]:
-    if not scores:
-        return {}
-    lo, hi = min(scores.values()), max(scores.values())
-    return {row: (x - lo) / (hi - lo) if hi > lo else 1.0 for row, x in scores.items()}
+    """Min-max over one view's documents; a view that retrieved equal scores (or one document) gives 1."""
+    x = np.fromiter(scores.values(), np.float64, len(scores))
+    y = normalize(x, "minmax") if x.size and x.max() > x.min() else np.ones_like(x)
+    return dict(zip(scores, y.tolist()))
 
 
 def _snippet(text: str) -> str:
