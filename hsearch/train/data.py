@@ -27,6 +27,13 @@ class TrainingData:
     pool: dict[str, str]  # document key -> text; keys are "<source>/<id>", so sources never collide
     sources: dict[str, int]  # source -> pairs taken from it
 
+    def positives(self) -> dict[tuple[str, str], set[str]]:
+        """(source, query) -> keys of every document that is a positive of that query."""
+        out: dict[tuple[str, str], set[str]] = {}
+        for p in self.pairs:
+            out.setdefault((p.source, p.query), set()).add(p.doc)
+        return out
+
     def add(self, source: str, pairs: list[Pair], pool: dict[str, str]) -> None:
         if not pairs:
             raise InputError(f"{source} gave no training pairs")
@@ -96,13 +103,7 @@ def load_training_data(beir: list[str] = (), pairs_from: list[str] = (), limit: 
 
 
 def _corpus(path: Path) -> dict[str, str]:
-    import json
+    """id -> text of a corpus.jsonl, as `hsearch index` reads it (title, newline, text)."""
+    from hsearch.ingest.loaders import load_path
 
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                d = json.loads(line)
-                title, text = (d.get("title") or "").strip(), d.get("text") or ""
-                out[str(d["_id"])] = f"{title}\n{text}" if title else text  # as `hsearch index` reads it
-    return out
+    return {d.id: f"{d.title}\n{d.text}" if d.title else d.text for d in load_path(path)}

@@ -92,6 +92,7 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
     step, history = _resume(work / "checkpoint.pt", heads, optim, encoder if config.full else None) \
         if resume else (0, [])
     specials = torch.tensor(encoder._special_ids, dtype=torch.long)
+    positives = data.positives()
     trainable = {"sparse", "colbert"} | ({"dense"} if config.full else set())
     total = len(batches) * config.epochs if max_steps is None else min(max_steps, len(batches) * config.epochs)
     bar = _bar(progress, total, step)
@@ -100,8 +101,8 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
         order = list(range(len(batches)))
         random.Random(config.seed + epoch).shuffle(order)  # the same order when resumed
         pairs = batches[order[i]]
-        loss, parts = _step(pairs, data, states, heads, q_row, d_row, negatives, specials, encoder.spec.pooling,
-                            trainable, config)
+        loss, parts = _step(pairs, data, positives, states, heads, q_row, d_row, negatives, specials,
+                            encoder.spec.pooling, trainable, config)
         optim.zero_grad()
         loss.backward()
         optim.step()
@@ -143,9 +144,7 @@ def mine_negatives(data: TrainingData, encoder, states, q_row, d_row, config: Tr
         return [[] for _ in data.pairs]
     from hsearch.index.bm25 import BM25Index
 
-    positives: dict[tuple[str, str], set[str]] = {}
-    for p in data.pairs:
-        positives.setdefault((p.source, p.query), set()).add(p.doc)
+    positives = data.positives()
     rng = random.Random(config.seed)
     out = []
     by_source: dict[str, list[str]] = {}
@@ -153,6 +152,8 @@ def mine_negatives(data: TrainingData, encoder, states, q_row, d_row, config: Tr
         by_source.setdefault(key.split("/", 1)[0], []).append(key)
     with tempfile.TemporaryDirectory(prefix="hsearch-train-bm25-") as tmp:
         bm25, dense = {}, {}
+        queries = list(q_row)  # every query's dense vector, pooled once
+        q_dense = dict(zip(queries, _dense_of(states, [q_row[q] for q in queries], encoder.spec.pooling)))
         for source, keys in by_source.items():
             idx = BM25Index(Path(tmp) / f"s{len(bm25)}", "default")
             idx.add(np.arange(len(keys)), [data.pool[k] for k in keys])
@@ -164,8 +165,7 @@ def mine_negatives(data: TrainingData, encoder, states, q_row, d_row, config: Tr
             mine = positives[(p.source, p.query)]
             ids, _s = bm25[p.source].search(p.query, 30)
             lexical = [keys[i] for i in ids if keys[i] not in mine]
-            q = _dense_of(states, [q_row[p.query]], encoder.spec.pooling)[0]
-            semantic = [keys[i] for i in np.argsort(-(dense[p.source] @ q))[:30] if keys[i] not in mine]
+            semantic = [keys[i] for i in np.argsort(-(dense[p.source] @ q_dense[p.query]))[:30] if keys[i] not in mine]
             picked: list[str] = []
             for pool in (lexical, semantic) * config.hard_negatives:
                 choices = [k for k in pool if k not in picked]
@@ -202,17 +202,15 @@ def length_batches(data: TrainingData, states, d_row, config: TrainConfig) -> li
     return [b for b in batches if len(b) >= 2] or batches  # one pair alone has no in-batch negatives
 
 
-def _step(pairs, data, states, heads, q_row, d_row, negatives, specials, pooling, trainable, config):
+def _step(pairs, data, positives, states, heads, q_row, d_row, negatives, specials, pooling, trainable, config):
     qs = [data.pairs[i] for i in pairs]
     docs = [p.doc for p in qs] + [n for i in pairs for n in negatives[i]]
     q, d = states.batch([q_row[p.query] for p in qs]), states.batch([d_row[k] for k in docs])
     scores = {"dense": dense_vectors(q, pooling) @ dense_vectors(d, pooling).T}
-    scores["sparse"] = sparse_scores(q.ids, sparse_weights(heads, q, specials), d.ids, sparse_weights(heads, d, specials))
+    scores["sparse"] = sparse_scores(q.ids, sparse_weights(heads, q, specials),
+                                     d.ids, sparse_weights(heads, d, specials))
     scores["colbert"] = colbert_scores(*colbert_vectors(heads, q), *colbert_vectors(heads, d))
     # another candidate that is also a positive of this query (a duplicate document) is no negative
-    positives = {}
-    for p in data.pairs:
-        positives.setdefault((p.source, p.query), set()).add(p.doc)
     false_neg = torch.tensor([[j != r and docs[j] in positives[(p.source, p.query)] for j in range(len(docs))]
                               for r, p in enumerate(qs)])
     scores = {s: x.masked_fill(false_neg, -1e4 * config.temperature) for s, x in scores.items() if s in SIGNALS}
@@ -227,7 +225,6 @@ class LiveStates:
         self.encoder = encoder
         self.ids, _ = encoder.tokenize([(spec.query_prefix if q else spec.document_prefix) + t for t, q in texts],
                                        min(max_length, spec.max_length))
-        self.states = np.zeros((0, 1), np.float32)
 
     def length(self, row: int) -> int:
         return len(self.ids[row])
