@@ -168,3 +168,22 @@ def test_full_fine_tuning_saves_its_own_backbone(tmp_path, tiny_bgem3, toy):
     changed = [k for k in base if k in tuned and not torch.equal(base[k], tuned[k])]
     assert changed and (out / "model.safetensors").stat().st_ino != (tiny_bgem3 / "model.safetensors").stat().st_ino
     assert load_encoder(str(out)).spec.sparse_head == "trained"
+
+
+def test_long_labelled_positives_become_their_best_passage(tmp_path):
+    from hsearch.train.data import LONG_DOC_CHARS, Pair, best_passages, passages
+
+    filler = "".join(f"Speaker {i % 3}: we talked about the weather and lunch again today.\n" for i in range(200))
+    middle = "Speaker 1: the quarterly budget for the robot arm is approved.\n"
+    long_doc = filler + middle + filler
+    assert len(long_doc) > LONG_DOC_CHARS
+    pool = {"s/long": long_doc, "s/short": "a short document about budgets"}
+    pairs = [Pair("robot arm budget", "s/long", "s"), Pair("zebra xylophone", "s/long", "s"),
+             Pair("budgets", "s/short", "s")]
+    out, new_pool = best_passages(pairs, pool)
+    parts = passages(long_doc)
+    assert len(parts) > 5 and "".join(p + "\n" for p in parts) == long_doc  # whole lines, nothing lost
+    assert "robot arm" in new_pool[out[0].doc] and out[0].doc.startswith("s/long#")
+    assert out[1].doc == "s/long#0"  # no query word in the document: its first passage
+    assert out[2] == pairs[2] and new_pool["s/short"] == pool["s/short"]
+    assert "s/long" not in new_pool
