@@ -347,19 +347,21 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
 @click.option("--no-distill", is_flag=True, help="Train each head alone on the labels (no self-distillation).")
 @click.option("--full", is_flag=True, help="Fine-tune the transformer too (for a GPU); default: frozen, states cached.")
 @click.option("--limit", type=int, default=None, help="At most N pairs per source (a seeded sample).")
+@click.option("--fresh-heads", is_flag=True, help="Start from untrained heads even when the model has trained "
+              "ones (default: go on training the model's own heads, e.g. to adapt them to a corpus).")
 @click.option("--max-steps", type=int, default=None, help="Stop after N steps (a smoke run).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 @_handle_errors
 def train(model, out, beir, pairs_from, colbert_dim, epochs, lr, temperature, hard_negatives, max_batch, no_distill,
-          full, limit, max_steps, seed, quiet):
+          full, limit, fresh_heads, max_steps, seed, quiet):
     """Train the sparse and multi-vector heads (BGE-M3 self-distillation); resumes from OUT.work/."""
     from hsearch.train import TrainConfig
     from hsearch.train import train as run
 
     config = TrainConfig(colbert_dim=colbert_dim, epochs=epochs, lr=lr, temperature=temperature,
                          hard_negatives=hard_negatives, max_batch=max_batch, distill=not no_distill, full=full,
-                         seed=seed, limit=limit)
+                         seed=seed, limit=limit, fresh=fresh_heads)
     card = run(model, out, config, beir=beir, pairs_from=pairs_from, progress=not quiet and sys.stderr.isatty(),
                max_steps=max_steps)
     click.echo(f"{card['pairs']} pairs from {', '.join(card['data'])}; {card['steps']} steps -> {out} "

@@ -67,6 +67,7 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
         col = Collection(folder, manifest, device=device, threads=threads)
         if model is not None:
             col._check_model(model)
+            col._model = model  # another name for the same files (e5-small-base for an old e5-small collection)
         if encoder is not None:
             col._check_fingerprint(encoder.spec.fingerprint, encoder.spec.name)
             col._encoder = encoder
@@ -99,6 +100,7 @@ class Collection:
         self.folder, self._manifest = folder, manifest
         self.config = CollectionConfig.from_dict(manifest.config)
         self._device, self._threads = device, threads
+        self._model = self.config.model
         self._encoder = None
         self._snapshot: Snapshot | None = None
         self._snapshot_key = None
@@ -109,10 +111,10 @@ class Collection:
         if self._encoder is None:
             from hsearch.encode import load_encoder
 
-            self._encoder = load_encoder(self.config.model, device=self._device, threads=self._threads,
+            self._encoder = load_encoder(self._model, device=self._device, threads=self._threads,
                                          long_context=self.config.long_context,
                                          long_context_length=self.config.long_context_length)
-            self._check_fingerprint(self._encoder.spec.fingerprint, self.config.model)
+            self._check_fingerprint(self._encoder.spec.fingerprint, self._model)
         return self._encoder
 
     def _check_model(self, model: str):
@@ -122,6 +124,12 @@ class Collection:
 
     def _check_fingerprint(self, fingerprint: str, model: str):
         built = self._manifest.encoder.get("fingerprint")
+        if built and fingerprint != built and model == self.config.model:
+            hint = (" (collections built before e5-small shipped trained heads: --model e5-small-base)"
+                    if model.lower() in ("e5-small", "multilingual-e5-small") else "")
+            raise CollectionError(f"{self.folder} was built with another version of model {model!r} (its files have "
+                                  f"changed since); rebuild it into a new --collection, or pass the model it was built "
+                                  f"with as --model{hint}")
         if built and fingerprint != built:
             raise CollectionError(f"{self.folder} was built with model {self._manifest.encoder.get('name')!r}, "
                                   f"not {model!r}; query it with that model, or index into a new --collection")

