@@ -194,7 +194,7 @@ def mine_negatives(data: TrainingData, encoder, states, q_row, d_row, config: Tr
             mine = positives[(p.source, p.query)]
             ids, _s = bm25[p.source].search(p.query, 30)
             lexical = [keys[i] for i in ids if keys[i] not in mine]
-            semantic = [keys[i] for i in np.argsort(-(dense[p.source] @ q_dense[p.query]))[:30] if keys[i] not in mine]
+            semantic = [keys[i] for i in _top(dense[p.source] @ q_dense[p.query], 30) if keys[i] not in mine]
             picked: list[str] = []
             for pool in (lexical, semantic) * config.hard_negatives:
                 choices = [k for k in pool if k not in picked]
@@ -202,6 +202,14 @@ def mine_negatives(data: TrainingData, encoder, states, q_row, d_row, config: Tr
                     picked.append(rng.choice(choices))
             out.append(picked)
     return out
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores, best first (a partition, not a sort of the whole pool)."""
+    if len(scores) > k:
+        part = np.argpartition(-scores, k)[:k]
+        return part[np.argsort(-scores[part], kind="stable")]
+    return np.argsort(-scores, kind="stable")
 
 
 def _dense_of(states, rows: list[int], pooling: str) -> np.ndarray:
