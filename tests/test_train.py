@@ -203,3 +203,21 @@ def test_training_goes_on_from_the_models_own_heads(tmp_path, tiny_bgem3, toy):
     fresh = tmp_path / "fresh"
     assert train(str(tiny_bgem3), fresh, TrainConfig(fresh=True), beir=[f"{toy}:train"], max_steps=0)["start"] == "untrained"
     assert torch.equal(torch.load(fresh / "colbert_linear.pt", weights_only=True)["weight"], torch.eye(32))
+
+
+def test_saving_never_writes_into_the_base_model(tmp_path, tiny_bgem3, toy):
+    """The output hard-links the base model's weights; every file it rewrites must be its own (a write
+    through a link once renamed the base model and changed its fingerprint)."""
+    import shutil
+
+    from hsearch.encode.loader import _fingerprint
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_bgem3, base)
+    (base / "hsearch_model.json").write_text(json.dumps({"pooling": "cls", "source": "test"}))
+    before = {f.name: f.read_bytes() for f in base.iterdir()}
+    fp = _fingerprint(base)
+    out = tmp_path / "out"
+    train(str(base), out, TrainConfig(fresh=True), beir=[f"{toy}:train"], max_steps=1)
+    assert {f.name: f.read_bytes() for f in base.iterdir()} == before and _fingerprint(base) == fp
+    assert json.loads((out / "hsearch_model.json").read_text())["name"].endswith("base+heads")

@@ -135,8 +135,9 @@ def with_shipped_heads(base: Path, heads: Path, name: str) -> Path:
         return final
     tmp = Path(tempfile.mkdtemp(prefix=".heads-", dir=base.parent))
     try:
+        own = {f.name for f in files} | {"hsearch_model.json"}  # written here, never through a link into base
         for f in base.iterdir():
-            if f.is_file() and f.name != "hsearch_model.json":
+            if f.is_file() and f.name not in own:
                 try:  # the weights are hundreds of MB and never written to: share them
                     os.link(f, tmp / f.name)
                 except OSError:

@@ -315,6 +315,9 @@ def save_model(encoder, heads: Heads, out: Path, card: dict) -> None:
     for name in MODEL_FILES:
         # full fine-tuning writes its own weights below (never through a link to the base model's file)
         if (src / name).exists() and not (card["recipe"]["full"] and name in weights):
+            if name not in weights:  # small files are copied: hsearch_model.json is rewritten below, and a
+                shutil.copy2(src / name, tmp / name)  # write through a hard link would change the base model
+                continue
             try:  # weights are read-only inputs: a hard link saves a copy of hundreds of MB
                 os.link(src / name, tmp / name)
             except OSError:
