@@ -197,6 +197,9 @@ def test_training_goes_on_from_the_models_own_heads(tmp_path, tiny_bgem3, toy):
     kept = tmp_path / "kept"
     card = train(str(tiny_bgem3), kept, TrainConfig(), beir=[f"{toy}:train"], max_steps=0)
     assert card["start"].startswith("the trained heads of")
+    again = train(str(kept), tmp_path / "again", TrainConfig(), beir=[f"{toy}:train"], max_steps=0)
+    assert again["base_fingerprint"] == card["base_fingerprint"] == card["start_fingerprint"]  # one transformer
+    assert again["start_fingerprint"] != again["base_fingerprint"]
     for f in ("sparse_linear.pt", "colbert_linear.pt"):
         a, b = torch.load(kept / f, weights_only=True), torch.load(tiny_bgem3 / f, weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in a)
