@@ -173,13 +173,15 @@ def delete(ids, collection):
 @_doc_score_options
 @click.option("--explain", is_flag=True, help="Print the plan and each hit's per-signal scores.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@click.option("--model", "-m", default=None, help="Another name for the model that built the collection (e.g. "
+              "e5-small-base for a collection built before e5-small had heads); default: the collection's own.")
 @_handle_errors
 def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, doc_score, whole_weight,
-          explain, as_json):
+          explain, as_json, model):
     """Search the collection."""
     from hsearch.engine import open_collection
 
-    col = open_collection(collection)
+    col = open_collection(collection, model=model)
     plan = col.plan(text, mode, k=k, where=list(where), depth=depth, fusion=fusion, weights=weights,
                     normalize=normalize, rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight)
     hits = col.run(plan)

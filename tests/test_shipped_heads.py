@@ -62,9 +62,22 @@ def test_a_collection_of_the_old_model_says_how_to_open_it(tmp_path, base_and_he
         (base / f.name).write_bytes(f.read_bytes())
     with pytest.raises(CollectionError, match="another version of model"):
         open_collection(tmp_path / "col").search("dog")
-    for f in heads.iterdir():
-        os.remove(base / f.name)
-    assert open_collection(tmp_path / "col", model=str(base)).search("dog")
+    # the user's way out, from the error's advice: the old files under another name
+    old = tmp_path / "models" / "tiny-old"
+    old.mkdir()
+    for f in base.iterdir():
+        if f.name not in {h.name for h in heads.iterdir()}:
+            os.link(f, old / f.name)
+    assert open_collection(tmp_path / "col", model=str(old)).search("dog")
+    from click.testing import CliRunner
+
+    from hsearch.cli import main
+
+    r = CliRunner().invoke(main, ["query", "dog", "--collection", str(tmp_path / "col"), "--mode", "dense"])
+    assert r.exit_code != 0 and "another version of model" in r.output
+    r = CliRunner().invoke(main, ["query", "dog", "--collection", str(tmp_path / "col"), "--mode", "dense",
+                                  "--model", str(old)])
+    assert r.exit_code == 0, r.output
 
 
 @pytest.mark.skipif(not (SHIPPED_HEADS / "e5-small" / "sparse_linear.pt").exists(), reason="heads not shipped")
