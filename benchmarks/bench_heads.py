@@ -105,7 +105,7 @@ def base_fingerprint(encoder) -> str:
 
 
 def run(variants: list[tuple[str, str]], jobs: list[tuple[str, Path]], modes: list[str], memo_root: Path,
-        work: Path, limit_queries: int | None) -> tuple[list, list[str]]:
+        work: Path, limit_queries: int | None, normalize: str | None = None) -> tuple[list, list[str]]:
     from hsearch.config import CollectionConfig
     from hsearch.encode import load_encoder
     from hsearch.engine import open_collection
@@ -128,7 +128,7 @@ def run(variants: list[tuple[str, str]], jobs: list[tuple[str, Path]], modes: li
             col = open_collection(work / f"{name.replace('/', '_')}-{label}", create=True, encoder=enc,
                                   config=CollectionConfig(model=enc.spec.name))
             col.index(data.corpus)
-            hits = run_modes(col, data.queries, modes)
+            hits = run_modes(col, data.queries, modes, normalize=normalize)
             for m in modes:
                 result = score(as_run(hits[m]), data.qrels)
                 rows.append((name, f"{label}: {m}", result))
@@ -149,6 +149,8 @@ def main(argv=None):
     ap.add_argument("--cross", default="", help="comma-separated QUERIES_DIR:CORPUS_DIR pairs")
     ap.add_argument("--modes", default="dense,sparse,colbert,bm25,dense+sparse,dense+bm25,all,dense+sparse+colbert+bm25")
     ap.add_argument("--limit-queries", type=int, default=None)
+    ap.add_argument("--normalize", choices=["none", "minmax", "dbsf"], default=None,
+                    help="score normalisation of the fused modes (default: the planner's)")
     ap.add_argument("--memo", default=None, help="folder for the recorded states (default: a temporary one)")
     ap.add_argument("--work", default=None, help="folder for the collections (default: a temporary one)")
     ap.add_argument("--quick", action="store_true", help="smoke run on a tiny random model and a made-up corpus")
@@ -170,7 +172,7 @@ def main(argv=None):
         if not jobs:
             raise SystemExit("no dataset: give --datasets and/or --cross (or --quick)")
         rows, notes = run(variants, jobs, modes, Path(a.memo) if a.memo else tmp / "memo",
-                          Path(a.work) if a.work else tmp / "work", a.limit_queries)
+                          Path(a.work) if a.work else tmp / "work", a.limit_queries, a.normalize)
     n = f"first {a.limit_queries} queries" if a.limit_queries else "all test queries"
     head = f"## {datetime.datetime.now():%Y-%m-%d %H:%M} heads: {', '.join(f'{l}={m}' for l, m in variants)} ({n})\n"
     report = head + "\n" + table(rows) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
