@@ -69,7 +69,7 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
             col._check_model(model)
             col._model = model  # another name for the same files (e5-small-base for an old e5-small collection)
         if encoder is not None:
-            col._check_fingerprint(encoder.spec.fingerprint, encoder.spec.name)
+            col._check_fingerprint(encoder.spec.fingerprint, encoder.spec.name, by_name=False)
             col._encoder = encoder
         return col
     if not create:
@@ -122,9 +122,11 @@ class Collection:
 
         self._check_fingerprint(_fingerprint(resolve_model_dir(model)), model)
 
-    def _check_fingerprint(self, fingerprint: str, model: str):
+    def _check_fingerprint(self, fingerprint: str, model: str, by_name: bool = True):
+        """`by_name`: `model` is a name resolved to files (not an encoder object), so the same name with
+        other files means those files changed since the collection was built."""
         built = self._manifest.encoder.get("fingerprint")
-        if built and fingerprint != built and model == self.config.model:
+        if built and fingerprint != built and by_name and model == self.config.model:
             hint = (" (collections built before e5-small shipped trained heads: --model e5-small-base)"
                     if model.lower() in ("e5-small", "multilingual-e5-small") else "")
             raise CollectionError(f"{self.folder} was built with another version of model {model!r} (its files have "
