@@ -96,18 +96,11 @@ class StateMemo:
         encoder.hidden_states = hidden_states
 
 
-def base_fingerprint(encoder) -> str:
-    """The fingerprint of the transformer a head set was trained on (its own, for an untrained model)."""
-    card = Path(encoder.spec.extra.get("folder", "")) / "training.json"
-    if card.exists():
-        return json.loads(card.read_text())["base_fingerprint"]
-    return encoder.spec.fingerprint
-
-
 def run(variants: list[tuple[str, str]], jobs: list[tuple[str, Path]], modes: list[str], memo_root: Path,
         work: Path, limit_queries: int | None, normalize: str | None = None) -> tuple[list, list[str]]:
     from hsearch.config import CollectionConfig
     from hsearch.encode import load_encoder
+    from hsearch.encode.loader import transformer_fingerprint
     from hsearch.engine import open_collection
 
     rows, notes, base = [], [], None
@@ -116,7 +109,7 @@ def run(variants: list[tuple[str, str]], jobs: list[tuple[str, Path]], modes: li
         dense_ndcg = {}
         for label, model in variants:
             enc = load_encoder(model)
-            fp = base_fingerprint(enc)
+            fp = transformer_fingerprint(enc)
             if base is None:
                 base = fp
             elif fp != base:

