@@ -31,7 +31,7 @@ test: setup-test
 	$(BIN)/python -m pytest -q
 
 # Retrain the heads shipped for e5-small (hsearch/data/heads/e5-small/MODEL_CARD.md), CPU: about 25 min
-# of token states and 15 min of training on 2 cores. Debian's package descriptions (downloaded from
+# of token states and 20 min of training on 2 cores. Debian's package descriptions (downloaded from
 # deb.debian.org, SHA256-checked) as unsupervised title -> body pairs in 8 languages, plus QMSum's
 # train split (never its test split); the result is copied into the package (identity colbert head:
 # the trained one measured worse, see the model card).
