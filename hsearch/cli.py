@@ -20,8 +20,9 @@ def _long_context_options(fn):
                       help="Target length in tokens for --long-context (or write METHOD:N).")(fn)
     return click.option("--long-context", default=None, metavar="METHOD",
                         help="Encode past the model's window without training: native, chunk, mcls, pi, rp, gp "
-                             "(any model); ntk, yarn, selfextend (RoPE models); mcls+POS combines. "
-                             "e.g. pi:4096, chunk:8192, mcls+rp:4096, selfextend:8192,w=512,g=16.")(fn)
+                             "(any model); ntk, yarn, selfextend (RoPE models); mcls+POS combines (mcls pools the model's own "
+                             "way unless pool=cls|mean). e.g. pi:4096, chunk:8192, mcls+rp:4096, "
+                             "selfextend:8192,w=512,g=16.")(fn)
 
 
 def _doc_score_options(fn):

@@ -240,6 +240,33 @@ def test_mcls_inserts_cls_tokens_and_averages_their_states(xlmr):
     assert got.n_tokens == len(ids) and got.colbert.shape[0] == len(ids) - 1
 
 
+def test_mcls_on_a_mean_pooling_model_pools_by_mean_unless_told(xlmr):
+    """A mean-pooling model's [CLS] state was never trained as an embedding: its mcls keeps the model's
+    own pooling over the anchored input; pool=cls asks for BGE-M3's mean of [CLS] states anyway."""
+    spec = replace(xlmr.spec, pooling="mean")
+    mean_model = Encoder(xlmr.model, xlmr.tokenizer, spec, xlmr.sparse_linear, xlmr.colbert_linear, device="cpu")
+    text = text_of(xlmr, 60)
+    [ids], _ = xlmr.tokenize([text], 200)
+    new, at = lcx.insert_cls(ids, 16)
+    hidden, _, _ = xlmr.hidden_states([new])
+    by = {"mean": hidden[0].mean(0), "cls": hidden[0, at].mean(0)}
+    for pool in ("", ",pool=mean", ",pool=cls"):
+        enc = extended(xlmr, f"mcls:{xlmr.spec.max_length},every=16{pool}", spec=spec)
+        want = pool.rpartition("=")[2] or "mean"
+        assert str(enc.long_context).endswith(f",every=16,pool={want}")
+        [got] = enc.encode([text])
+        np.testing.assert_allclose(got.dense, (by[want] / by[want].norm()).numpy(), atol=1e-5)
+    assert not torch.allclose(by["mean"], by["cls"])
+    # One [CLS] (a text under `every` tokens): the plain model, for either pooling
+    short = text_of(xlmr, 14)
+    for pool in ("mean", "cls"):
+        enc = extended(xlmr, f"mcls:{xlmr.spec.max_length},every=16,pool={pool}", spec=spec)
+        plain = mean_model if pool == "mean" else Encoder(xlmr.model, xlmr.tokenizer, xlmr.spec, xlmr.sparse_linear,
+                                                          xlmr.colbert_linear, device="cpu")
+        np.testing.assert_allclose(enc.encode([short])[0].dense, plain.encode([short])[0].dense, atol=1e-6)
+    assert str(extended(xlmr, f"mcls:{xlmr.spec.max_length}").long_context).endswith(",pool=cls")
+
+
 # ---- selfextend ----------------------------------------------------------------------------------
 
 def _qkv(b=2, h=2, t=40, d=16, seed=0):
@@ -332,6 +359,7 @@ def test_rope_only_methods_refuse_an_absolute_model(xlmr, method):
     ("pi", "needs a target length"), ("pi:abc", "not an integer"), ("pi:1", "at least 2"),
     ("chunk+pi:512", "only mcls combines"), ("mcls+chunk:512", "choose the position method"),
     ("pi:512,w=3", "selfextend's settings"), ("pi:512,every=3", "mcls's setting"), ("pi:512,x=1", "not understood"),
+    ("pi:512,pool=cls", "pool= is mcls's setting"), ("mcls:512,pool=max", "choose cls .* or mean"),
 ])
 def test_bad_syntax(text, message):
     with pytest.raises(InputError, match=message):
@@ -339,7 +367,7 @@ def test_bad_syntax(text, message):
 
 
 def test_syntax_round_trips():
-    for text in ("pi:4096", "mcls+rp:4096,every=128", "selfextend:8192,w=512,g=16", "native", "chunk:8192"):
+    for text in ("pi:4096", "mcls+rp:4096,every=128", "mcls+pi:2048,every=256,pool=mean", "selfextend:8192,w=512,g=16", "native", "chunk:8192"):
         assert str(LongContext.parse(text)) == text
     assert LongContext.parse("PI", 4096) == LongContext("pi", 4096) == LongContext.parse("pi:4096", 4096)
     with pytest.raises(InputError, match="given twice"):
@@ -353,8 +381,6 @@ def test_model_dependent_errors(xlmr):
         extended(xlmr, "mcls:512")
     with pytest.raises(InputError, match="below it"):
         extended(xlmr, "pi:100")
-    with pytest.raises(InputError, match="pools by mean"):
-        extended(xlmr, "mcls:100", spec=replace(xlmr.spec, pooling="mean"))
     enc = extended(xlmr, "pi:504")
     assert enc.spec.long_context == "pi:504" and xlmr.spec.long_context == ""
     assert enc.spec.fingerprint == xlmr.spec.fingerprint and enc.spec != xlmr.spec

@@ -293,9 +293,9 @@ class Encoder:
         with torch.inference_mode():
             dense = sparse_w = colb = None
             if want_dense:
-                if cls_at is not None:  # MCLS: the mean of every [CLS] state
+                if cls_at is not None and self.long_context.pool == "cls":  # MCLS: the mean of every [CLS] state
                     dense = torch.stack([hidden[r, at].mean(0) for r, at in enumerate(cls_at)]).float()
-                else:
+                else:  # mcls with pool=mean pools here too: the inserted [CLS] states count as tokens
                     dense = self._pool(hidden, mask).float()
                 if self.spec.normalize:
                     dense = torch.nn.functional.normalize(dense, dim=-1)

@@ -13,11 +13,15 @@ token index 0..T-1.
                 each wrapped in the model's own first/last special tokens, the document prefix
                 repeated in each; dense = mean of the windows' (normalised) vectors, normalised
                 again; sparse = max per token id; multi-vector = the windows' vectors concatenated
-    mcls        BGE-M3 appendix: a [CLS] before every `every` (256) text tokens; dense = mean of the
-                [CLS] states; the inserted [CLS] rows are dropped from the multi-vector output (and
-                from sparse, like every special token). T counts the inserted tokens. Alone it needs
-                T <= L0; beyond, name a position method: `mcls+pi:4096`, `mcls+rp`, `mcls+ntk`, ...
-                Refused on mean-pooling models (their [CLS] state was never trained as an embedding).
+    mcls        BGE-M3 appendix: a [CLS] before every `every` (256) text tokens; the inserted [CLS]
+                rows are dropped from the multi-vector output (and from sparse, like every special
+                token). T counts the inserted tokens. Alone it needs T <= L0; beyond, name a position
+                method: `mcls+pi:4096`, `mcls+rp`, `mcls+ntk`, ... dense (`pool=`, default the
+                model's own pooling): cls = the mean of the [CLS] states (BGE-M3's MCLS, for
+                [CLS]-pooling models); mean = the model's mean over every token of the anchored input
+                (for mean-pooling models such as e5, whose [CLS] state was never trained as an
+                embedding: the inserted [CLS] tokens then only mark segment starts, as a 512-token
+                window's own [CLS] does)
     pi          absolute table: interpolated to T rows, E_new[i*s] = E_old[i] with s = T/L0, linear in
                 between (positions past (L0-1)*s reuse the last row); RoPE: every frequency / s
     rp          recurrent positions: pid % L0
@@ -55,7 +59,8 @@ ROPE_ONLY = ("ntk", "yarn", "selfextend")
 MCLS_EVERY = 256  # BGE-M3 appendix
 BLOCK_BYTES = 128 * 2**20  # selfextend: working memory of one block of query rows
 ATTENTION_KEY = "hsearch_longctx"
-SYNTAX = "METHOD[+POSITIONS][:LENGTH][,w=N][,g=N][,every=N], e.g. pi:4096, mcls+rp:4096, selfextend:8192,w=512"
+POOLS = ("cls", "mean")
+SYNTAX = "METHOD[+POSITIONS][:LENGTH][,w=N][,g=N][,every=N][,pool=cls|mean], e.g. pi:4096, mcls+rp:4096, selfextend:8192,w=512"
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class LongContext:
 
     method:    one of METHODS; positions: the position method `mcls` runs with beyond the window;
     w, g:      selfextend's neighbour window and group size (None: chosen from L0 and the length);
-    every:     mcls's spacing of [CLS] tokens. length None: the model's window (native, mcls only).
+    every:     mcls's spacing of [CLS] tokens; pool: mcls's dense pooling (None: the model's own).
+    length None: the model's window (native, mcls only).
     """
 
     method: str
@@ -73,6 +79,7 @@ class LongContext:
     w: int | None = None
     g: int | None = None
     every: int = MCLS_EVERY
+    pool: str | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -94,6 +101,11 @@ class LongContext:
             raise InputError("w= and g= are selfextend's settings; drop them or use selfextend")
         if self.every != MCLS_EVERY and self.method != "mcls":
             raise InputError("every= is mcls's setting; drop it or use mcls")
+        if self.pool is not None and self.method != "mcls":
+            raise InputError("pool= is mcls's setting; drop it or use mcls")
+        if self.pool is not None and self.pool not in POOLS:
+            raise InputError(f"mcls pool={self.pool!r}: choose cls (mean of the [CLS] states) or mean (mean of all "
+                             "token states)")
         if self.length is None and self.method not in ("native", "mcls"):
             raise InputError(f"long-context method {self.method!r} needs a target length: {self.method}:4096 "
                              "or --long-context-length 4096")
@@ -105,7 +117,7 @@ class LongContext:
 
     @classmethod
     def parse(cls, text: str, length: int | None = None) -> "LongContext":
-        """'pi:4096', 'mcls+rp:4096,every=256', 'selfextend:8192,w=512,g=16'; `length` may give the length."""
+        """'pi:4096', 'mcls+rp:4096,every=256,pool=mean', 'selfextend:8192,w=512,g=16'; `length` may give the length."""
         if not isinstance(text, str) or not text.strip():
             raise InputError(f"empty long-context method; syntax: {SYNTAX}")
         head, *options = [p.strip() for p in text.strip().lower().split(",")]
@@ -114,9 +126,9 @@ class LongContext:
         kw = {}
         for opt in options:
             key, eq, value = opt.partition("=")
-            if key not in ("w", "g", "every") or not eq:
+            if key not in ("w", "g", "every", "pool") or not eq:
                 raise InputError(f"long-context option {opt!r} not understood; syntax: {SYNTAX}")
-            kw[key] = _int(value, key)
+            kw[key] = value.strip() if key == "pool" else _int(value, key)
         if size:
             n = _int(size, "length")
             if length is not None and int(length) != n:
@@ -129,7 +141,8 @@ class LongContext:
         out = self.method + (f"+{self.positions}" if self.positions else "")
         out += f":{self.length}" if self.length is not None else ""
         out += "".join(f",{k}={getattr(self, k)}" for k in ("w", "g") if getattr(self, k) is not None)
-        return out + (f",every={self.every}" if self.method == "mcls" else "")
+        out += f",every={self.every}" if self.method == "mcls" else ""
+        return out + (f",pool={self.pool}" if self.pool else "")
 
 
 def _int(value: str, what: str) -> int:
@@ -297,7 +310,8 @@ def mcls_text_tokens(length: int, every: int) -> int:
 class Extension:
     """A `LongContext` bound to one loaded model: checked against it, with its tables precomputed.
 
-    window: the model's trained window L0; pooling: the encoder's dense pooling ("cls" or "mean").
+    window: the model's trained window L0; pooling: the encoder's dense pooling ("cls" or "mean"),
+    which mcls follows unless its `pool=` says otherwise.
     """
 
     def __init__(self, settings: LongContext, model, window: int, pooling: str = "cls", name: str = "the model"):
@@ -307,9 +321,7 @@ class Extension:
         self.offset = _offset(model.embeddings) if self.kind == "absolute" else 0
         self.position = s.position_method
         self.length = int(s.length or self.window)
-        if s.method == "mcls" and pooling != "cls":
-            raise InputError(f"mcls averages [CLS] states, but {name} pools by {pooling} and its [CLS] state was never "
-                             "trained as an embedding; use chunk or a position method (pi, rp, gp)")
+        self.pool = (s.pool or pooling) if s.method == "mcls" else None
         if s.method == "native" and self.length > self.window:
             fit = [m for m in METHODS if m != "native" and (self.kind == "rope" or m not in ROPE_ONLY)]
             raise InputError(f"native keeps {name}'s window of {self.window} tokens; for {self.length} choose an "
@@ -343,7 +355,7 @@ class Extension:
         out = s.method + (f"+{s.positions}" if s.positions else "") + f":{self.length}"
         if self.position == "selfextend":
             out += f",w={self.w},g={self.g}"
-        return out + (f",every={self.every}" if s.method == "mcls" else "")
+        return out + (f",every={self.every},pool={self.pool}" if s.method == "mcls" else "")
 
     @property
     def factor(self) -> float:
