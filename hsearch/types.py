@@ -18,8 +18,9 @@ class Encoded:
     """The three representations of one text, as produced by one encoder pass.
 
     dense:   (dim,) float32, L2-normalised, or None when the dense head is off.
-    sparse:  {token id: weight > 0}, max-pooled over repeats, special tokens dropped.
-    colbert: (n_tokens, dim) float32, each row L2-normalised, first position dropped, no padding.
+    sparse:  {token id: weight > 0}, max-pooled over repeats, special tokens and the prefix's dropped.
+    colbert: (rows, dim) float32, each row L2-normalised, no padding: every token but the first position
+             and an instruction prefix's ("query: ", see `Encoder`).
     """
 
     dense: np.ndarray | None = None

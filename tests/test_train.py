@@ -224,3 +224,39 @@ def test_saving_never_writes_into_the_base_model(tmp_path, tiny_bgem3, toy):
     train(str(base), out, TrainConfig(fresh=True), beir=[f"{toy}:train"], max_steps=1)
     assert {f.name: f.read_bytes() for f in base.iterdir()} == before and _fingerprint(base) == fp
     assert json.loads((out / "hsearch_model.json").read_text())["name"].endswith("base+heads")
+
+
+def test_training_scores_what_the_engine_scores_prefix_left_out(tiny_bgem3):
+    """With e5-style prefixes the training's sparse and MaxSim scores equal the engine's scores of the
+    encoder's outputs, which leave the prefix tokens out: the heads learn what is used."""
+    from dataclasses import replace
+
+    from hsearch.encode import Encoder
+    from hsearch.train.heads import Batch, Heads, colbert_scores, colbert_vectors, prefix_mask, sparse_scores, \
+        sparse_weights
+
+    base = load_encoder(str(tiny_bgem3), device="cpu")
+    spec = replace(base.spec, query_prefix="query: ", document_prefix="passage: ")
+    enc = Encoder(base.model, base.tokenizer, spec, base.sparse_linear, base.colbert_linear, device="cpu")
+    heads = Heads(base.model.config.hidden_size, base.colbert_dim)
+    heads.sparse.load_state_dict(base.sparse_linear.state_dict())
+    heads.colbert.load_state_dict(base.colbert_linear.state_dict())
+    qs, ds = ["Cats sleep most of the day."], ["The dog runs in the park.", "Cats sleep. Paris is the capital."]
+
+    def batch(texts, prefix):
+        ids, _ = enc.tokenize([prefix + t for t in texts], 128)
+        hidden, mask, input_ids = enc.hidden_states(ids)
+        return Batch(hidden.clone(), input_ids.clone(), mask.clone())
+
+    q, d = batch(qs, spec.query_prefix), batch(ds, spec.document_prefix)
+    q_pre, d_pre = prefix_mask(q, enc._prefixes), prefix_mask(d, enc._prefixes)
+    assert q_pre.sum() >= 2 and d_pre.sum() >= 2 * 2
+    specials = torch.tensor(enc._special_ids)
+    with torch.no_grad():
+        got_sparse = sparse_scores(q.ids, sparse_weights(heads, q, specials, q_pre),
+                                   d.ids, sparse_weights(heads, d, specials, d_pre))
+        got_colbert = colbert_scores(*colbert_vectors(heads, q, q_pre), *colbert_vectors(heads, d, d_pre))
+    [qe], de = enc.encode_queries(qs), enc.encode_documents(ds)
+    for j, dj in enumerate(de):
+        assert float(got_sparse[0, j]) == pytest.approx(sparse_score(qe.sparse, dj.sparse), rel=1e-4, abs=1e-6)
+        assert float(got_colbert[0, j]) == pytest.approx(colbert_score(qe.colbert, dj.colbert), rel=1e-4)

@@ -100,6 +100,10 @@ class Encoder:
                             tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.bos_token_id)
             if tid is not None})
         self._needs_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
+        # e5's "query: " / "passage: " are instructions, not content: both end in the token ":", so
+        # kept in the sparse output every query would match every document on it (and on "query"
+        # in a text that says query), and in the multi-vector one every query token would find it
+        self._prefixes = prefix_token_ids(tokenizer, (spec.query_prefix, spec.document_prefix))
         # A long-context method: texts up to its target length; the model itself is only changed
         # inside each forward pass (`Extension.applied`).
         self.long_context = (Extension(long_context, self.model, spec.max_length, spec.pooling, spec.name)
@@ -287,6 +291,7 @@ class Encoder:
         import torch
 
         cls_at = None
+        skip = [prefix_length(x, self._prefixes) for x in batch_ids]  # before MCLS inserts tokens
         if self.long_context is not None and self.long_context.settings.method == "mcls":
             batch_ids, cls_at = map(list, zip(*(insert_cls(x, self.long_context.every) for x in batch_ids)))
         hidden, mask, input_ids = self.hidden_states(batch_ids)
@@ -323,7 +328,12 @@ class Encoder:
             if dense is not None:
                 enc.dense = dense[r]
             if sparse_w is not None:
-                enc.sparse = _max_pool_weights(np.asarray(ids, dtype=np.int64), sparse_w[r, :n], specials)
+                weights = sparse_w[r, :n]
+                if skip[r]:  # the prefix's positions: its first skip[r] text tokens (MCLS inserts after them)
+                    at = np.arange(skip[r])
+                    weights = weights.copy()
+                    weights[1 + at + (at // self.long_context.every if cls_at is not None else 0)] = 0.0
+                enc.sparse = _max_pool_weights(np.asarray(ids, dtype=np.int64), weights, specials)
                 if self.sparse_linear is None and enc.sparse:
                     # No trained head: binary bag of tokens, L2-normalised, so the score is a cosine in
                     # [0, 1] on the dense signal's scale instead of a raw count of shared pieces.
@@ -333,7 +343,7 @@ class Encoder:
                 rows = colb[r, : n - 1]  # first position dropped, no padding
                 if cls_at is not None:  # nor the [CLS] tokens MCLS inserted
                     rows = np.delete(rows, np.asarray(cls_at[r][1:], dtype=np.int64) - 1, axis=0)
-                enc.colbert = np.ascontiguousarray(rows)
+                enc.colbert = np.ascontiguousarray(rows[skip[r]:])
             results.append(enc)
         return results
 
@@ -342,6 +352,25 @@ class Encoder:
             return hidden[:, 0]
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def prefix_token_ids(tokenizer, prefixes) -> list[list[int]]:
+    """Each non-empty instruction prefix ("query: ") as the token ids it becomes at a text's start."""
+    out = []
+    for p in prefixes:
+        ids = tokenizer(p.strip(), add_special_tokens=False)["input_ids"] if p and p.strip() else []
+        if ids and ids not in out:
+            out.append(list(ids))
+    return out
+
+
+def prefix_length(ids, prefixes: list[list[int]]) -> int:
+    """How many tokens after the first (special) token are an instruction prefix: 0 where none is, or
+    where the prefix merged with the text's first word when tokenised (then it is not cleanly there)."""
+    for p in prefixes:
+        if list(ids[1:1 + len(p)]) == p and len(ids) > len(p) + 1:
+            return len(p)
+    return 0
 
 
 def _max_pool_weights(ids: np.ndarray, weights: np.ndarray, specials: np.ndarray) -> dict[int, float]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hsearch.encode.encoder import prefix_length
+
 SIGNALS = ("dense", "sparse", "colbert")
 # BGE-M3's teacher: w_d * s_dense + w_s * s_sparse + w_c * s_colbert (the paper's 1, 0.3, 1)
 TEACHER_WEIGHTS = {"dense": 1.0, "sparse": 0.3, "colbert": 1.0}
@@ -58,9 +60,20 @@ def dense_vectors(b: Batch, pooling: str) -> torch.Tensor:
     return F.normalize(v, dim=-1)
 
 
-def sparse_weights(heads: Heads, b: Batch, specials: torch.Tensor) -> torch.Tensor:
+def prefix_mask(b: Batch, prefixes: list[list[int]]) -> torch.Tensor:
+    """(B, T) True at an instruction prefix's tokens ("query: "), which the encoder leaves out of the
+    sparse and multi-vector outputs (`hsearch.encode.encoder.prefix_length`): trained the same way."""
+    out = torch.zeros(b.ids.shape, dtype=torch.bool)
+    for r, row in enumerate(b.ids.tolist()):
+        out[r, 1:1 + prefix_length(row[:int(b.mask[r].sum())], prefixes)] = True
+    return out
+
+
+def sparse_weights(heads: Heads, b: Batch, specials: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
     w = torch.relu(heads.sparse(b.hidden)).squeeze(-1)
     keep = b.mask.bool() & ~torch.isin(b.ids, specials)
+    if prefix is not None:
+        keep &= ~prefix
     return w * keep
 
 
@@ -76,8 +89,9 @@ def sparse_scores(q_ids, q_w, d_ids, d_w) -> torch.Tensor:
     return pooled(qi, q_w) @ pooled(di, d_w).T
 
 
-def colbert_vectors(heads: Heads, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    return F.normalize(heads.colbert(b.hidden[:, 1:]), dim=-1), b.mask[:, 1:]
+def colbert_vectors(heads: Heads, b: Batch, prefix: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = b.mask[:, 1:] if prefix is None else b.mask[:, 1:] * ~prefix[:, 1:]
+    return F.normalize(heads.colbert(b.hidden[:, 1:]), dim=-1), mask
 
 
 def colbert_scores(q, q_mask, d, d_mask) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 from hsearch.errors import InputError
 
 from .data import TrainingData, load_training_data
-from .heads import SIGNALS, Batch, Heads, colbert_scores, colbert_vectors, dense_vectors, losses, \
+from .heads import SIGNALS, Batch, Heads, colbert_scores, colbert_vectors, dense_vectors, losses, prefix_mask, \
     sparse_scores, sparse_weights
 from .states import StateCache
 
@@ -93,7 +93,7 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
     optim = torch.optim.AdamW(params, weight_decay=0.0)
     step, history = _resume(work / "checkpoint.pt", heads, optim, encoder if config.full else None) \
         if resume else (0, [])
-    specials = torch.tensor(encoder._special_ids, dtype=torch.long)
+    tokens = (torch.tensor(encoder._special_ids, dtype=torch.long), encoder._prefixes)  # not content
     positives = data.positives()
     trainable = {"sparse", "colbert"} | ({"dense"} if config.full else set())
     total = len(batches) * config.epochs if max_steps is None else min(max_steps, len(batches) * config.epochs)
@@ -103,7 +103,7 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
         order = list(range(len(batches)))
         random.Random(config.seed + epoch).shuffle(order)  # the same order when resumed
         pairs = batches[order[i]]
-        loss, parts = _step(pairs, data, positives, states, heads, q_row, d_row, negatives, specials,
+        loss, parts = _step(pairs, data, positives, states, heads, q_row, d_row, negatives, tokens,
                             encoder.spec.pooling, trainable, config)
         optim.zero_grad()
         loss.backward()
@@ -241,14 +241,16 @@ def length_batches(data: TrainingData, states, d_row, config: TrainConfig) -> li
     return [b for b in batches if len(b) >= 2] or batches  # one pair alone has no in-batch negatives
 
 
-def _step(pairs, data, positives, states, heads, q_row, d_row, negatives, specials, pooling, trainable, config):
+def _step(pairs, data, positives, states, heads, q_row, d_row, negatives, tokens, pooling, trainable, config):
     qs = [data.pairs[i] for i in pairs]
     docs = [p.doc for p in qs] + [n for i in pairs for n in negatives[i]]
     q, d = states.batch([q_row[p.query] for p in qs]), states.batch([d_row[k] for k in docs])
     scores = {"dense": dense_vectors(q, pooling) @ dense_vectors(d, pooling).T}
-    scores["sparse"] = sparse_scores(q.ids, sparse_weights(heads, q, specials),
-                                     d.ids, sparse_weights(heads, d, specials))
-    scores["colbert"] = colbert_scores(*colbert_vectors(heads, q), *colbert_vectors(heads, d))
+    special, prefixes = tokens
+    q_pre, d_pre = prefix_mask(q, prefixes), prefix_mask(d, prefixes)
+    scores["sparse"] = sparse_scores(q.ids, sparse_weights(heads, q, special, q_pre),
+                                     d.ids, sparse_weights(heads, d, special, d_pre))
+    scores["colbert"] = colbert_scores(*colbert_vectors(heads, q, q_pre), *colbert_vectors(heads, d, d_pre))
     # another candidate that is also a positive of this query (a duplicate document) is no negative
     false_neg = torch.tensor([[j != r and docs[j] in positives[(p.source, p.query)] for j in range(len(docs))]
                               for r, p in enumerate(qs)])
