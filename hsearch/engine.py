@@ -129,8 +129,8 @@ class Collection:
         if built and fingerprint != built and by_name and model == self.config.model:
             from hsearch.encode.loader import FORMER_FILES
 
-            former = FORMER_FILES.get(model.lower())
-            hint = f" (its files before this version of hsearch: --model {former})" if former else ""
+            former = FORMER_FILES.get(built)
+            hint = f" (its files, from an earlier version of hsearch: --model {former})" if former else ""
             raise CollectionError(f"{self.folder} was built with another version of model {model!r} (its files have "
                                   f"changed since); rebuild it into a new --collection, or pass the model it was built "
                                   f"with as --model{hint}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hsearch.encode import load_encoder
+from hsearch.encode import load_encoder, loader
 from hsearch.encode.loader import SHIPPED_HEADS, _fingerprint, with_shipped_heads
 from hsearch.engine import open_collection
 from hsearch.errors import CollectionError, ModelError
@@ -53,14 +53,20 @@ def test_new_heads_get_a_new_folder_and_missing_heads_are_named(base_and_heads):
         with_shipped_heads(base, heads, "tiny")
 
 
-def test_a_collection_of_the_old_model_says_how_to_open_it(tmp_path, base_and_heads, corpus):
+def test_a_collection_of_the_old_model_says_how_to_open_it(tmp_path, base_and_heads, corpus, monkeypatch):
     base, heads = base_and_heads
     col = open_collection(tmp_path / "col", create=True, model=str(base))
     col.index(corpus)
     # the model folder changes under the collection's feet (as e5-small did when it gained heads)
     for f in heads.iterdir():
         (base / f.name).write_bytes(f.read_bytes())
-    with pytest.raises(CollectionError, match="another version of model"):
+    with pytest.raises(CollectionError, match="another version of model") as err:
+        open_collection(tmp_path / "col").search("dog")
+    assert "--model" in str(err.value) and "from an earlier version" not in str(err.value)
+    # files an alias had in an earlier version of hsearch are named when they are still shipped
+    built = json.loads((tmp_path / "col" / "manifest.json").read_text())["encoder"]["fingerprint"]
+    monkeypatch.setitem(loader.FORMER_FILES, built, "tiny-old")
+    with pytest.raises(CollectionError, match="from an earlier version of hsearch: --model tiny-old"):
         open_collection(tmp_path / "col").search("dog")
     # the user's way out, from the error's advice: the old files under another name
     old = tmp_path / "models" / "tiny-old"

@@ -31,9 +31,10 @@ ALIASES = {
     "all-minilm-l6-v2": "same as minilm",
 }
 HEAD_FILES = ("sparse_linear.pt", "colbert_linear.pt")
-# alias -> the alias that now names the files the alias named in earlier versions (a collection built
-# then is opened with it)
-FORMER_FILES = {"e5-small": "e5-small-base", "multilingual-e5-small": "e5-small-base"}
+# fingerprint an alias had in an earlier version -> the alias that names those files now (a collection
+# built then is opened with it): e5-small before it had heads. Collections of retired head versions
+# have no entry; they are rebuilt.
+FORMER_FILES = {"db532bda3ffa6933": "e5-small-base"}
 # The heads shipped for e5-small (hsearch/data/heads/e5-small: head files, training.json, MODEL_CARD.md)
 SHIPPED_HEADS = Path(__file__).resolve().parents[1] / "data" / "heads"
 
