@@ -49,7 +49,8 @@ def test_prefix_tokens_are_not_content(plain):
     with torch.no_grad():
         w = torch.relu(enc.sparse_linear(hidden[0])).squeeze(-1).numpy()
     for t, got in q.sparse.items():
-        assert got == pytest.approx(max(w[i] for i in range(1 + p, len(ids) - 1) if ids[i] == t), rel=1e-5)
+        want_w = max(w[i] for i in range(1 + p, len(ids) - 1) if ids[i] == t)
+        assert got == pytest.approx(want_w, rel=1e-5, abs=1e-6)
 
 
 def test_the_texts_own_words_stay(plain):
@@ -66,7 +67,7 @@ def test_the_texts_own_words_stay(plain):
     body = {t: max(w[i] for i in range(1 + p, len(ids) - 1) if ids[i] == t) for t in again}
     assert again & set(d.sparse)  # some of them weigh more than zero here
     for t, want in body.items():
-        assert d.sparse.get(t, 0.0) == pytest.approx(want, rel=1e-5)
+        assert d.sparse.get(t, 0.0) == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 
 def test_no_prefix_no_change(plain):
@@ -98,4 +99,5 @@ def test_mcls_drops_the_prefix_too(plain):
     body = {}
     for i in content[:-1]:
         body[new[i]] = max(body.get(new[i], 0.0), float(w[i]))
-    assert q.sparse == pytest.approx({t: v for t, v in body.items() if v > 0 and t not in enc._special_ids}, rel=1e-5)
+    want_sparse = {t: v for t, v in body.items() if v > 0 and t not in enc._special_ids}
+    assert q.sparse == pytest.approx(want_sparse, rel=1e-5, abs=1e-6)
