@@ -236,10 +236,10 @@ class Encoder:
 
     def _windows(self, ids: list[list[int]], prefix: str) -> tuple[list[list[int]], list[list[int]]]:
         """chunk: every text's windows of the native length, and which windows belong to which text."""
-        pre = self.tokenizer(prefix.strip(), add_special_tokens=False)["input_ids"] if prefix.strip() else []
+        pre = prefix_token_ids(self.tokenizer, (prefix,))
         units, owner = [], []
         for x in ids:
-            p = len(pre) if pre and x[1:1 + len(pre)] == pre else 0  # repeat the prefix only where it tokenised alone
+            p = prefix_length(x, pre)  # repeat the prefix only where it tokenised alone
             windows = split_windows(x, self.spec.max_length, p)
             owner.append(list(range(len(units), len(units) + len(windows))))
             units += windows
