@@ -327,12 +327,15 @@ class Encoder:
             enc = Encoded(n_tokens=n)
             if dense is not None:
                 enc.dense = dense[r]
+            # Positions that are not content for sparse and multi-vector: the prefix's (its first skip[r]
+            # text tokens, moved by the [CLS] MCLS inserts before every `every` of them) and those [CLS]
+            at = np.arange(skip[r], dtype=np.int64)
+            prefix_at = 1 + at + (at // self.long_context.every if cls_at is not None else 0)
             if sparse_w is not None:
                 weights = sparse_w[r, :n]
-                if skip[r]:  # the prefix's positions: its first skip[r] text tokens (MCLS inserts after them)
-                    at = np.arange(skip[r])
+                if prefix_at.size:
                     weights = weights.copy()
-                    weights[1 + at + (at // self.long_context.every if cls_at is not None else 0)] = 0.0
+                    weights[prefix_at] = 0.0
                 enc.sparse = _max_pool_weights(np.asarray(ids, dtype=np.int64), weights, specials)
                 if self.sparse_linear is None and enc.sparse:
                     # No trained head: binary bag of tokens, L2-normalised, so the score is a cosine in
@@ -340,10 +343,10 @@ class Encoder:
                     w = 1.0 / np.sqrt(len(enc.sparse))
                     enc.sparse = {t: w for t in enc.sparse}
             if colb is not None:
-                rows = colb[r, : n - 1]  # first position dropped, no padding
-                if cls_at is not None:  # nor the [CLS] tokens MCLS inserted
-                    rows = np.delete(rows, np.asarray(cls_at[r][1:], dtype=np.int64) - 1, axis=0)
-                enc.colbert = np.ascontiguousarray(rows[skip[r]:])
+                drop = prefix_at if cls_at is None else np.concatenate([prefix_at, np.asarray(cls_at[r][1:], np.int64)])
+                # first position dropped (row i is position i + 1), no padding
+                rows = colb[r, : n - 1]
+                enc.colbert = np.ascontiguousarray(np.delete(rows, drop - 1, axis=0) if drop.size else rows)
             results.append(enc)
         return results
 
