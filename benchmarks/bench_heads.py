@@ -97,7 +97,8 @@ class StateMemo:
 
 
 def run(variants: list[tuple[str, str]], jobs: list[tuple[str, Path]], modes: list[str], memo_root: Path,
-        work: Path, limit_queries: int | None, normalize: str | None = None) -> tuple[list, list[str]]:
+        work: Path, limit_queries: int | None, normalize: str | None = None,
+        fusion: str = "weighted", weights: str | None = None) -> tuple[list, list[str]]:
     from hsearch.config import CollectionConfig
     from hsearch.encode import load_encoder
     from hsearch.encode.loader import transformer_fingerprint
@@ -121,7 +122,7 @@ def run(variants: list[tuple[str, str]], jobs: list[tuple[str, Path]], modes: li
             col = open_collection(work / f"{name.replace('/', '_')}-{label}", create=True, encoder=enc,
                                   config=CollectionConfig(model=enc.spec.name))
             col.index(data.corpus)
-            hits = run_modes(col, data.queries, modes, normalize=normalize)
+            hits = run_modes(col, data.queries, modes, normalize=normalize, fusion=fusion, weights=weights)
             for m in modes:
                 result = score(as_run(hits[m]), data.qrels)
                 rows.append((name, f"{label}: {m}", result))
@@ -144,6 +145,8 @@ def main(argv=None):
     ap.add_argument("--limit-queries", type=int, default=None)
     ap.add_argument("--normalize", choices=["none", "minmax", "dbsf"], default=None,
                     help="score normalisation of the fused modes (default: the planner's)")
+    ap.add_argument("--weights", default=None, help="fusion weights, e.g. dense=0.4,sparse=0.1 (default: the planner's)")
+    ap.add_argument("--fusion", choices=["weighted", "rrf"], default="weighted", help="how the fused modes combine")
     ap.add_argument("--memo", default=None, help="folder for the recorded states (default: a temporary one)")
     ap.add_argument("--work", default=None, help="folder for the collections (default: a temporary one)")
     ap.add_argument("--quick", action="store_true", help="smoke run on a tiny random model and a made-up corpus")
@@ -165,8 +168,11 @@ def main(argv=None):
         if not jobs:
             raise SystemExit("no dataset: give --datasets and/or --cross (or --quick)")
         rows, notes = run(variants, jobs, modes, Path(a.memo) if a.memo else tmp / "memo",
-                          Path(a.work) if a.work else tmp / "work", a.limit_queries, a.normalize)
+                          Path(a.work) if a.work else tmp / "work", a.limit_queries, a.normalize, a.fusion, a.weights)
     n = f"first {a.limit_queries} queries" if a.limit_queries else "all test queries"
+    n += "".join(f", {x}" for x in (a.normalize and f"--normalize {a.normalize}",
+                                    a.fusion != "weighted" and f"--fusion {a.fusion}",
+                                    a.weights and f"--weights {a.weights}") if x)
     head = f"## {datetime.datetime.now():%Y-%m-%d %H:%M} heads: {', '.join(f'{l}={m}' for l, m in variants)} ({n})\n"
     report = head + "\n" + table(rows) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
     print(report)
