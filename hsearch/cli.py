@@ -166,7 +166,7 @@ def delete(ids, collection):
 @click.option("--k", "-k", default=10, show_default=True, help="Documents to return.")
 @click.option("--depth", default=100, show_default=True, help="Candidates each first-stage signal retrieves.")
 @click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
-@click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: BGE-M3's 0.4/0.2/0.4).")
+@click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: the weights its model's heads were tuned for, else BGE-M3's 0.4/0.2/0.4).")
 @click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None,
               help="Score normalisation before a weighted sum (default: none; minmax when bm25 is fused).")
 @click.option("--rrf-k", default=60, show_default=True)
@@ -261,7 +261,7 @@ def models():
 @click.option("--k", "-k", default=100, show_default=True, help="Documents retrieved per query.")
 @click.option("--depth", type=int, default=None, help="Candidates each first-stage signal retrieves (default 100).")
 @click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
-@click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: BGE-M3's 0.4/0.2/0.4).")
+@click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: the weights its model's heads were tuned for, else BGE-M3's 0.4/0.2/0.4).")
 @click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None)
 @_doc_score_options
 @click.option("--collection", "-c", default=None, metavar="DIR",

@@ -187,6 +187,8 @@ class Collection:
             # a collection built with a long-context method scores both views by default (measured on
             # passkey, dense Acc@1: best passage 0.845, whole 0.795, both 0.955; benchmarks/RESULTS.md)
             options["doc_score"] = "both" if self.config.long_context else "maxp"
+        # the weights the model's heads were tuned for, as recorded when the collection was built
+        options.setdefault("default_weights", self._manifest.encoder.get("fusion_weights") or None)
         plan = make_plan(query, mode, k=k, where=where, **options)
         if "colbert" in plan.signals and not self.config.store_colbert:
             raise InputError("this collection was built without multi-vectors (store_colbert=False); "

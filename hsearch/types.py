@@ -11,6 +11,8 @@ import numpy as np
 # WHOLE: the document at the long-context target length, encoded by the extended model.
 PASSAGE, WHOLE = 1, 2
 VIEWS = {"passage": PASSAGE, "whole": WHOLE}
+# The signals a query can fuse: the encoder's three outputs and classic BM25 (the planner's modes).
+SIGNALS = ("dense", "sparse", "colbert", "bm25")
 
 
 @dataclass

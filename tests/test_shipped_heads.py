@@ -102,3 +102,35 @@ def test_shipped_e5_small_heads_fit_the_bundled_model():
     shared = [t for t in q.sparse if t in docs[0].sparse]
     assert shared and sum(q.sparse[t] * docs[0].sparse[t] for t in shared) > \
         sum(q.sparse[t] * docs[1].sparse.get(t, 0.0) for t in q.sparse)
+
+
+def test_heads_carry_their_fusion_weights_into_the_collections_built_with_them(tmp_path, base_and_heads, corpus):
+    base, heads = base_and_heads
+    before = _fingerprint(with_shipped_heads(base, heads, "tiny"))
+    (heads / "fusion.json").write_text(json.dumps({"weights": {"sparse": 0.05}, "chosen_on": "held-out pairs"}))
+    folder = with_shipped_heads(base, heads, "tiny")
+    assert _fingerprint(folder) == before  # a query-time default: collections built before stay valid
+    assert load_encoder(str(folder)).spec.fusion_weights == {"sparse": 0.05}
+    col = open_collection(tmp_path / "col", create=True, model=str(folder))
+    col.index(corpus)
+    assert col.plan("dog", "dense+sparse").weights == {"dense": 0.4, "sparse": 0.05}
+    # the user's weights win; what they leave out is the model's, then the planner's
+    assert col.plan("dog", "dense+sparse", weights="dense=0.5").weights == {"dense": 0.5, "sparse": 0.05}
+    assert col.plan("dog", "dense+sparse", weights="sparse=0.3").weights == {"dense": 0.4, "sparse": 0.3}
+    assert col.plan("dog", "all", weights={"colbert": 0.1}).weights == {"dense": 0.4, "sparse": 0.05, "colbert": 0.1}
+    # raw sums only: a normalised fusion puts the heads' scores on one scale, where the defaults stay
+    assert col.plan("dog", "dense+sparse+bm25").weights == {"dense": 0.4, "sparse": 0.2, "bm25": 0.4}
+    assert col.plan("dog", "dense+sparse", normalize="dbsf").weights == {"dense": 0.4, "sparse": 0.2}
+    reopened = open_collection(tmp_path / "col")  # recorded in the manifest: no model load needed to plan
+    assert reopened._encoder is None and "sparse=0.05" in reopened.plan("dog", "dense+sparse").describe()
+    plain = open_collection(tmp_path / "plain", create=True, model=str(base))
+    assert plain.plan("dog", "dense+sparse").weights == {"dense": 0.4, "sparse": 0.2}
+
+
+@pytest.mark.parametrize("bad", ['{"weights": {"sparce": 0.1}}', '{"weights": {"sparse": -1}}',
+                                 '{"weights": [0.4, 0.1]}', '{"weights": {"sparse": "low"}}', "{not json"])
+def test_a_bad_fusion_file_is_named_with_what_to_do(base_and_heads, bad):
+    base, heads = base_and_heads
+    (heads / "fusion.json").write_text(bad)
+    with pytest.raises(ModelError, match="fusion.json.*(fix or delete|not valid JSON)"):
+        load_encoder(str(with_shipped_heads(base, heads, "tiny")))

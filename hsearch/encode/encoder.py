@@ -37,6 +37,9 @@ class EncoderSpec:
     colbert_head: str = "trained"  # "trained" | "identity" (no head file: normalised token states)
     fingerprint: str = ""  # the model folder's identity
     long_context: str = ""  # resolved long-context method ("pi:4096", ...); "" = none. Part of the identity
+    # Fusion weights the heads were tuned for (fusion.json in the model folder), recorded in a collection at
+    # build time as its default weights; {} = the planner's. A query-time default, not part of the identity.
+    fusion_weights: dict = field(default_factory=dict, compare=False, hash=False)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def describe_heads(self) -> dict[str, str]:

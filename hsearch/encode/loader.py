@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from hsearch.errors import InputError, ModelError
+from hsearch.types import SIGNALS
 
 from .encoder import Encoder, EncoderSpec
 from .longctx import LongContext
@@ -31,6 +32,8 @@ ALIASES = {
     "all-minilm-l6-v2": "same as minilm",
 }
 HEAD_FILES = ("sparse_linear.pt", "colbert_linear.pt")
+# Default fusion weights for the heads (how they were chosen beside them); not part of the fingerprint
+FUSION_FILE = "fusion.json"
 # fingerprint an alias had in an earlier version -> the alias that names those files now (a collection
 # built then is opened with it): e5-small before it had heads. Collections of retired head versions
 # have no entry; they are rebuilt.
@@ -117,6 +120,7 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
         sparse_head="trained" if present else "unit",
         colbert_head="trained" if present else "identity",
         fingerprint=_fingerprint(folder),
+        fusion_weights=_fusion_weights(folder),
         extra={"folder": str(folder), "provenance": info.get("source", "")},
     )
     return Encoder(model, tokenizer, spec, sparse_linear, colbert_linear, device=device, threads=threads,
@@ -203,14 +207,30 @@ def _pooling_from_st(folder: Path) -> str | None:
 
 
 def _fingerprint(folder: Path) -> str:
-    """Cheap identity of a model folder: config, head files, and the weight files' names and sizes."""
+    """Cheap identity of a model folder: config, head files, and the weight files' names and sizes.
+    fusion.json is left out: default fusion weights change no vector, so collections built before stay valid."""
     h = hashlib.sha256()
     for f in sorted(folder.iterdir()):
+        if f.name == FUSION_FILE:
+            continue
         if f.suffix in (".json", ".pt") and f.is_file() and f.stat().st_size < 50_000_000:
             h.update(f.name.encode() + f.read_bytes())
         elif f.suffix in (".safetensors", ".bin") and f.is_file():
             h.update(f"{f.name}:{f.stat().st_size}".encode())
     return h.hexdigest()[:16]
+
+
+def _fusion_weights(folder: Path) -> dict:
+    """{signal: weight} from the folder's fusion.json ({"weights": {...}, how they were chosen}), or {}."""
+    path = folder / FUSION_FILE
+    if not path.exists():
+        return {}
+    weights = _read_json(path).get("weights")
+    if (not isinstance(weights, dict) or not all(s in SIGNALS for s in weights)
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values())):
+        raise ModelError(f"{path}: \"weights\" must map signals ({', '.join(SIGNALS)}) to numbers >= 0, got "
+                         f"{weights!r}; fix or delete the file (without it the planner's default weights apply)")
+    return {s: float(w) for s, w in weights.items()}
 
 
 def _read_json(path: Path) -> dict:

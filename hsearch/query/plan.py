@@ -10,16 +10,15 @@ import re
 from dataclasses import dataclass, field
 
 from hsearch.errors import InputError
+from hsearch.types import SIGNALS
 
 from .fusion import FUSIONS, NORMALIZERS
 
-SIGNALS = ("dense", "sparse", "colbert", "bm25")
 FIRST_STAGE = ("dense", "sparse", "bm25")
 # BGE-M3 README's weights for dense/sparse/colbert ([0.4, 0.2, 0.4]); bm25 joins with weight 0.4
 # and forces min-max normalisation, because its raw scores are not on the [0, 1]-ish scale of the others.
 DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4, "bm25": 0.4}
 DOC_SCORES = ("maxp", "whole", "both")
-WEIGHT_SOURCE = "BGE-M3 README [0.4, 0.2, 0.4] for dense/sparse/colbert; bm25 0.4 (ours)"
 
 
 @dataclass(frozen=True)
@@ -83,9 +82,10 @@ def parse_mode(mode: str) -> tuple[str, ...]:
     return tuple(s for s in SIGNALS if s in out)  # canonical order, duplicates removed
 
 
-def parse_weights(text: str | None, signals) -> dict[str, float]:
-    """'dense=0.4,sparse=0.2' (or '0.4,0.2' in mode order) -> weights; unspecified ones default."""
-    weights = dict(DEFAULT_WEIGHTS)
+def parse_weights(text: str | None, signals, defaults: dict | None = None) -> dict[str, float]:
+    """'dense=0.4,sparse=0.2' (or '0.4,0.2' in mode order) -> weights; unspecified ones take `defaults`
+    (a model's own, see `check_weights`), then DEFAULT_WEIGHTS."""
+    weights = {**DEFAULT_WEIGHTS, **(defaults or {})}
     if not text:
         return weights
     items = [x.strip() for x in text.split(",") if x.strip()]
@@ -123,7 +123,12 @@ def parse_where(items) -> tuple:
 
 def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 100, fusion: str = "weighted",
               weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
-              where=(), colbert_depth: int = 200, doc_score: str | None = None, whole_weight: float = 0.5) -> Plan:
+              where=(), colbert_depth: int = 200, doc_score: str | None = None, whole_weight: float = 0.5,
+              default_weights: dict | None = None) -> Plan:
+    """default_weights: the weights a model's heads were tuned for (`Collection.plan` passes the ones its
+    collection was built with); what `weights` leaves out comes from them, then from DEFAULT_WEIGHTS.
+    They correct the scale of the heads' raw scores, so they apply to raw weighted sums only: min-max,
+    DBSF and RRF put every signal on one scale, and there the planner's defaults stay."""
     if not isinstance(query, str) or not query.strip():
         raise InputError("empty query; give the text to search for")
     if isinstance(mode, str) and "@" in mode:  # "dense+bm25@both": the document score inside the mode
@@ -140,12 +145,14 @@ def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 
         raise InputError(f"unknown document score {doc_score!r}; choose from {', '.join(DOC_SCORES)}")
     if not 0 <= whole_weight <= 1:
         raise InputError(f"whole_weight must be between 0 and 1, got {whole_weight}")
-    w = weights if isinstance(weights, dict) else parse_weights(weights, signals)
-    w = {**DEFAULT_WEIGHTS, **w}
     if normalize is None:
         normalize = "minmax" if "bm25" in signals and len(signals) > 1 else "none"
     if normalize not in NORMALIZERS:
         raise InputError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZERS)}")
+    if fusion != "weighted" or normalize != "none":
+        default_weights = None
+    w = weights if isinstance(weights, dict) else parse_weights(weights, signals, default_weights)
+    w = {**DEFAULT_WEIGHTS, **(default_weights or {}), **w}
     first = tuple(s for s in signals if s in FIRST_STAGE)
     if not first:  # colbert alone re-ranks the dense top-N (BGE-M3 protocol)
         first, depth = ("dense",), max(depth, colbert_depth)
