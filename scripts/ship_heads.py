@@ -6,7 +6,8 @@
 behaviour) instead of the trained one: for e5-small the trained multi-vector head measured worse than
 the identity on every evaluation set (MODEL_CARD.md), so the shipped colbert_linear.pt is the
 identity. The sparse head is always the trained one. training.json is copied with a `shipped` note;
-MODEL_CARD.md is kept (it is written by hand from the measurements).
+MODEL_CARD.md and fusion.json are kept (written from the measurements; when the heads change, choose the
+sparse weight again with scripts/debian_heldout.py and benchmarks/sweep_sparse_weight.py).
 """
 from __future__ import annotations
 
