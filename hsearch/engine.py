@@ -19,7 +19,7 @@ from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError, InputError
 from hsearch.ingest.loaders import Document, LoadStats, load_path
 from hsearch.query.execute import execute
-from hsearch.query.plan import Plan, make_plan, parse_where
+from hsearch.query.plan import DEFAULT_WEIGHTS, Plan, make_plan, parse_where
 from hsearch.snapshot import Snapshot
 from hsearch.storage.manifest import MANIFEST, Manifest
 from hsearch.types import VIEWS, Hit
@@ -235,7 +235,9 @@ class Collection:
         live_docs = snap.docs.live_docs([s.name for s in m.segments], snap.dead_docs)
         out = {"collection": str(self.folder), "model": m.encoder.get("name"), "documents": len(live_docs),
                "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
-               "bytes": size, "heads": _heads(m.encoder), "config": m.config}
+               "bytes": size, "heads": _heads(m.encoder), "config": m.config,
+               # raw weighted sums use these unless --weights says otherwise (Collection.plan)
+               "default_weights": {**DEFAULT_WEIGHTS, **(m.encoder.get("fusion_weights") or {})}}
         if snap.has_views:  # a long-context collection: how many chunks each view holds
             ids = np.concatenate([np.arange(s.start, s.end) for s in snap.segments])
             ids = ids[snap.live(ids)]

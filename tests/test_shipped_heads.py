@@ -122,6 +122,7 @@ def test_heads_carry_their_fusion_weights_into_the_collections_built_with_them(t
     assert col.plan("dog", "dense+sparse+bm25").weights == {"dense": 0.4, "sparse": 0.2, "bm25": 0.4}
     assert col.plan("dog", "dense+sparse", normalize="dbsf").weights == {"dense": 0.4, "sparse": 0.2}
     reopened = open_collection(tmp_path / "col")  # recorded in the manifest: no model load needed to plan
+    assert reopened.info()["default_weights"] == {"dense": 0.4, "sparse": 0.05, "colbert": 0.4, "bm25": 0.4}
     assert reopened._encoder is None and "sparse=0.05" in reopened.plan("dog", "dense+sparse").describe()
     plain = open_collection(tmp_path / "plain", create=True, model=str(base))
     assert plain.plan("dog", "dense+sparse").weights == {"dense": 0.4, "sparse": 0.2}
