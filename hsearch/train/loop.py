@@ -90,6 +90,9 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
     if config.full:
         params.append({"params": encoder.model.parameters(), "lr": config.backbone_lr})
         encoder.model.train()
+        # Keeping every layer's activations for a batch of `batch_tokens` tokens needs more memory than a
+        # 24 GB machine has (e5-small was OOM-killed there); recompute them during backward instead.
+        encoder.model.activation_checkpointing_enable()
     optim = torch.optim.AdamW(params, weight_decay=0.0)
     step, history = _resume(work / "checkpoint.pt", heads, optim, encoder if config.full else None) \
         if resume else (0, [])
