@@ -213,7 +213,7 @@ def test_chunk_repeats_the_prefix_in_every_window(xlmr):
     enc = extended(xlmr, "chunk:500", spec=spec)
     prefix = xlmr.tokenizer("Paris:", add_special_tokens=False)["input_ids"]
     [ids], _ = enc.tokenize(["Paris: " + " ".join(CORPUS[:30])], 500)
-    windows, _ = enc._windows([ids], "Paris: ")
+    windows, _ = enc._windows([ids])  # the spec's document prefix
     assert len(windows) > 2 and all(w[1:1 + len(prefix)] == prefix for w in windows)
 
 

@@ -175,7 +175,7 @@ class Encoder:
                         len(texts), max_length, sum(cut), hint)
         units = ids
         if self.long_context is not None and self.long_context.settings.method == "chunk":
-            units, owner = self._windows(ids, prefix)
+            units, owner = self._windows(ids)
         lengths = [len(x) for x in units]
         if batching == "tokens":
             batches = token_budget_batches(lengths, token_budget, max_batch)
@@ -237,12 +237,11 @@ class Encoder:
                              "tokens; use a long-context method to go beyond it")
         return max_length
 
-    def _windows(self, ids: list[list[int]], prefix: str) -> tuple[list[list[int]], list[list[int]]]:
+    def _windows(self, ids: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
         """chunk: every text's windows of the native length, and which windows belong to which text."""
-        pre = prefix_token_ids(self.tokenizer, (prefix,))
         units, owner = [], []
         for x in ids:
-            p = prefix_length(x, pre)  # repeat the prefix only where it tokenised alone
+            p = prefix_length(x, self._prefixes)  # repeat the prefix only where it tokenised alone
             windows = split_windows(x, self.spec.max_length, p)
             owner.append(list(range(len(units), len(units) + len(windows))))
             units += windows
