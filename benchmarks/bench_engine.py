@@ -69,7 +69,7 @@ sys.path.insert(0, str(HERE))
 from engine_peers import Corpus, QuerySet, available, disk_usage, make_peer  # noqa: E402
 
 from hsearch.config import CollectionConfig  # noqa: E402
-from hsearch.encode.encoder import EncoderSpec  # noqa: E402
+from hsearch.encode.base import EncoderSpec  # noqa: E402
 from hsearch.types import Encoded  # noqa: E402
 
 ALL_PEERS = ("faiss-flat", "faiss-hnsw", "tantivy", "bm25s", "qdrant-edge", "milvus-lite")

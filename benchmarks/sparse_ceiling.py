@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_heads  # noqa: E402
 
-import hsearch.encode.encoder as E  # noqa: E402
+from hsearch.encode.base import prefix_length  # noqa: E402
+from hsearch.encode.encoder import Encoder  # noqa: E402
 from hsearch.encode import load_encoder  # noqa: E402
 
 K1, B = 1.2, 0.75
@@ -55,7 +56,7 @@ def bm25_weights(ids: np.ndarray, specials: np.ndarray) -> dict[int, float]:
 
 def main(argv=None):
     enc = load_encoder("e5-small")
-    real_encode, real_batch, real_load = E.Encoder.encode, E.Encoder._encode_batch, bench_heads.load_beir
+    real_encode, real_batch, real_load = Encoder.encode, Encoder._encode_batch, bench_heads.load_beir
 
     def encode(self, texts, *, is_query=False, **kw):
         QUERY["now"] = is_query
@@ -63,7 +64,7 @@ def main(argv=None):
 
     def encode_batch(self, batch_ids, *a):
         # leave the prefix out exactly as the encoder does, then weigh the rest by BM25
-        skip = [E.prefix_length(x, self._prefixes) for x in batch_ids]
+        skip = [prefix_length(x, self._prefixes) for x in batch_ids]
         out = real_batch(self, batch_ids, *a)
         specials = np.asarray(self._special_ids, dtype=np.int64)
         for enc_, ids, s in zip(out, batch_ids, skip):
@@ -77,7 +78,7 @@ def main(argv=None):
         corpus_stats(enc.tokenizer, data.corpus, enc.spec.document_prefix)
         return data
 
-    E.Encoder.encode, E.Encoder._encode_batch, bench_heads.load_beir = encode, encode_batch, load_beir
+    Encoder.encode, Encoder._encode_batch, bench_heads.load_beir = encode, encode_batch, load_beir
     args = list(argv if argv is not None else sys.argv[1:])
     bench_heads.main(["--variants", "bm25-on-pieces=e5-small", "--modes", "sparse", *args])
 

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hsearch.encode import Encoder, LongContext, load_encoder  # noqa: E402
-from hsearch.encode.encoder import prefix_length  # noqa: E402
+from hsearch.encode.base import prefix_length  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,7 @@ class WordEncoder:
     """An encoder object as an application would plug one in: hashed words, no transformer."""
 
     def __init__(self, dim=16, seed=0):
-        from hsearch.encode.encoder import EncoderSpec
+        from hsearch.encode.base import EncoderSpec
 
         self.dim = self.colbert_dim = dim
         self.spec = EncoderSpec(name="word-hash-test", pooling="mean", max_length=512, fingerprint=f"words-{dim}-{seed}")

@@ -36,7 +36,7 @@ class WordEncoder:
     chunk id locally and by the engine's own order in Qdrant, which would test tie-breaking, not the backend.)"""
 
     def __init__(self, dim=24, colbert_dim=16):
-        from hsearch.encode.encoder import EncoderSpec
+        from hsearch.encode.base import EncoderSpec
 
         self.dim, self.colbert_dim = dim, colbert_dim
         self.spec = EncoderSpec(name="word-test", pooling="mean", max_length=512, fingerprint="word-test-1")

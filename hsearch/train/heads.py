@@ -1,6 +1,6 @@
 """The trainable heads and the differentiable versions of MISSION.md's three scores, plus the losses.
 
-Scores match the encoder's (hsearch/encode/encoder.py) and the stores' (hsearch/query/scoring.py):
+Scores match the encoder's (hsearch/encode/base.py) and the stores' (hsearch/query/scoring.py):
 dense = cosine of the pooled states; sparse = sum over shared token ids of the max-pooled
 relu(W h) weights; colbert = mean over query tokens of the max cosine with a document token (first
 position dropped).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hsearch.encode.encoder import prefix_length
+from hsearch.encode.base import prefix_length
 
 SIGNALS = ("dense", "sparse", "colbert")
 # BGE-M3's teacher: w_d * s_dense + w_s * s_sparse + w_c * s_colbert (the paper's 1, 0.3, 1)

@@ -39,7 +39,7 @@ class StateCache:
     def build(cls, encoder, texts: list[tuple[str, bool]], max_length: int, folder: Path,
               progress: bool = False) -> "StateCache":
         """Encode `texts` ((text, is_query) pairs) once, or reuse the cache already in `folder`."""
-        from hsearch.encode.encoder import token_budget_batches
+        from hsearch.encode.base import token_budget_batches
 
         key = cls.key_of(encoder.spec.fingerprint, max_length, texts)
         if (folder / "meta.json").exists() and json.loads((folder / "meta.json").read_text())["key"] == key:
