@@ -25,6 +25,18 @@ def _long_context_options(fn):
                              "selfextend:8192,w=512,g=16.")(fn)
 
 
+def _precision_options(fn):
+    """--precision and --runtime (hsearch/encode/precision.py; checked by the library)."""
+    fn = click.option("--runtime", type=click.Choice(["auto", "torch", "onnx"]), default=None,
+                      help="What runs the encoder: torch, or ONNX Runtime (no torch import; exported once into the "
+                           "model cache). Default: $HSEARCH_RUNTIME, else auto (onnx for queries, torch for documents).")(fn)
+    return click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default=None,
+                        help="Number format of the encoder: fp32 (the reference), bf16 (torch; CPUs with AVX512-BF16 "
+                             "or AMX, CUDA), fp16 (torch, CUDA), int8 (onnx; opt-in, it costs quality). Default: "
+                             "$HSEARCH_PRECISION, else auto (bf16 for documents where the CPU has it, fp32 "
+                             "otherwise and for queries).")(fn)
+
+
 def _doc_score_options(fn):
     """--doc-score maxp|whole|both and --whole-weight W (query and eval)."""
     fn = click.option("--whole-weight", type=float, default=0.5, show_default=True,
@@ -97,11 +109,12 @@ def main():
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Encode on Ray (pip install 'hsearch[ray]'): a local Ray, or the cluster at ADDRESS "
               "(auto, ray://host:10001); bit-identical to encoding here on the same kind of device.")
+@_precision_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_handle_errors
 def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, colbert_codec, no_colbert, no_bm25,
           threads, max_chunks, long_context, long_context_length, backend, backend_url, qdrant_collection,
-          local_multivector, qdrant_shards, qdrant_replication, ray_address, quiet):
+          local_multivector, qdrant_shards, qdrant_replication, ray_address, precision, runtime, quiet):
     """Index a folder (recursively) or a BEIR corpus.jsonl; re-runs encode only new or changed documents."""
     from hsearch.config import CollectionConfig
     from hsearch.engine import open_collection
@@ -113,7 +126,8 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
                               max_chunks=max_chunks, backend=backend, backend_url=backend_url,
                               qdrant_collection=qdrant_collection, qdrant_multivector=not local_multivector,
                               qdrant_shards=qdrant_shards, qdrant_replication=qdrant_replication)
-    col = open_collection(collection, create=True, model=model, config=config, threads=threads)
+    col = open_collection(collection, create=True, model=model, config=config, threads=threads,
+                          precision=precision, runtime=runtime)
     if ray_address is not None:
         from hsearch.encode.ray_runner import attach_ray
 
@@ -134,14 +148,15 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
 @main.command()
 @click.argument("path")
 @COLLECTION
+@_precision_options
 @click.option("--quiet", "-q", is_flag=True)
 @_handle_errors
-def add(path, collection, quiet):
+def add(path, collection, precision, runtime, quiet):
     """Add or replace the documents under PATH, keeping every other document."""
     from hsearch.engine import open_collection
     from hsearch.ingest.loaders import load_path
 
-    col = open_collection(collection)
+    col = open_collection(collection, precision=precision, runtime=runtime)
     report = col.add(list(load_path(path)), progress=not quiet and sys.stderr.isatty())
     click.echo(report.summary())
 
@@ -176,13 +191,14 @@ def delete(ids, collection):
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 @click.option("--model", "-m", default=None, help="Another name for the model that built the collection (e.g. "
               "e5-small-base for a collection built before e5-small had heads); default: the collection's own.")
+@_precision_options
 @_handle_errors
 def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, doc_score, whole_weight,
-          explain, as_json, model):
+          explain, as_json, model, precision, runtime):
     """Search the collection."""
     from hsearch.engine import open_collection
 
-    col = open_collection(collection, model=model)
+    col = open_collection(collection, model=model, precision=precision, runtime=runtime)
     plan = col.plan(text, mode, k=k, where=list(where), depth=depth, fusion=fusion, weights=weights,
                     normalize=normalize, rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight)
     hits = col.run(plan)
@@ -211,14 +227,16 @@ def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, w
               help="Token limit (default: the model's window, or the long-context length).")
 @click.option("--tokens", is_flag=True, help="Sparse keys as token strings instead of ids.")
 @_long_context_options
+@_precision_options
 @_handle_errors
-def embed(texts, model, is_query, max_length, tokens, long_context, long_context_length):
+def embed(texts, model, is_query, max_length, tokens, long_context, long_context_length, precision, runtime):
     """Print the three representations of TEXTS as JSON ('-' reads one text per line from stdin)."""
     from hsearch.encode import load_encoder
 
     if texts == ("-",):
         texts = tuple(line.rstrip("\n") for line in sys.stdin if line.strip())
-    enc = load_encoder(model, long_context=long_context, long_context_length=long_context_length)
+    enc = load_encoder(model, long_context=long_context, long_context_length=long_context_length,
+                       precision=precision, runtime=runtime, purpose="queries" if is_query else "documents")
     out = []
     for r in enc.encode(list(texts), is_query=is_query, max_length=max_length):
         sparse = {(enc.tokenizer.convert_ids_to_tokens(t) if tokens else str(t)): round(w, 6)

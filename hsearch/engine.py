@@ -30,7 +30,8 @@ DEFAULT_COLLECTION = ".hsearch"
 
 def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = False, model: str | None = None,
                     config: CollectionConfig | None = None, device: str | None = None,
-                    threads: int | None = None, encoder=None) -> "Collection":
+                    threads: int | None = None, encoder=None, precision: str | None = None,
+                    runtime: str | None = None) -> "Collection":
     """Open the collection at `path`; with create=True, make it if it does not exist yet.
 
     `model` defaults to the model that built the collection (or the bundled default for a new one);
@@ -49,6 +50,11 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
         encode_queries(texts, dense=bool, sparse=bool, colbert=bool) -> list[Encoded]
     A collection built with an encoder object must be opened with the same object (or one with the
     same fingerprint) to write or to search by text; `run(plan, encoded=...)` needs none.
+
+    `precision` / `runtime` (hsearch/encode/precision.py; None: $HSEARCH_PRECISION / $HSEARCH_RUNTIME,
+    else "auto"): how documents and queries are encoded. `auto` encodes documents with torch in bf16
+    where the CPU has it (fp32 elsewhere, fp16 on CUDA) and queries with ONNX Runtime in fp32 (no torch
+    import); the manifest records each write's choice (`hsearch info`).
     """
     folder = Path(path).expanduser()
     if encoder is not None and model is not None:
@@ -64,13 +70,13 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
             if changed - {"commit_every"}:
                 raise CollectionError(f"{folder} was built with other settings ({', '.join(sorted(changed))}); "
                                       "use a new --collection folder, or rebuild this one after deleting it")
-        col = Collection(folder, manifest, device=device, threads=threads)
+        col = Collection(folder, manifest, device=device, threads=threads, precision=precision, runtime=runtime)
         if model is not None:
             col._check_model(model)
             col._model = model  # another name for the same files (e5-small-base for an old e5-small collection)
         if encoder is not None:
             col._check_fingerprint(encoder.spec.fingerprint, encoder.spec.name, by_name=False)
-            col._encoder = encoder
+            col._encoder = col._query_encoder = encoder  # an application's encoder serves both
         return col
     if not create:
         raise CollectionError(f"no collection at {folder}; create one with `hsearch index PATH --collection {folder}`")
@@ -80,42 +86,72 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
     elif model is not None:
         config = replace(config, model=model)
     config = settle_config(config, folder)
+    given = encoder is not None
     if encoder is None:
         from hsearch.encode import load_encoder
 
         encoder = load_encoder(config.model, device=device, threads=threads, long_context=config.long_context,
-                               long_context_length=config.long_context_length)
+                               long_context_length=config.long_context_length, precision=precision,
+                               runtime=runtime, purpose="documents")
     folder.mkdir(parents=True, exist_ok=True)
     spec = asdict(encoder.spec)
     manifest = Manifest(config=config.to_dict(), encoder={**spec, "dim": encoder.dim,
                                                           "colbert_dim": encoder.colbert_dim})
     manifest.save(folder)
-    col = Collection(folder, manifest, device=device, threads=threads)
+    col = Collection(folder, manifest, device=device, threads=threads, precision=precision, runtime=runtime)
     col._encoder = encoder
+    if given:
+        col._query_encoder = encoder
     return col
 
 
 class Collection:
-    def __init__(self, folder: Path, manifest: Manifest, device=None, threads=None):
+    def __init__(self, folder: Path, manifest: Manifest, device=None, threads=None, precision=None, runtime=None):
+        from hsearch.encode.precision import defaults
+
         self.folder, self._manifest = folder, manifest
         self.config = CollectionConfig.from_dict(manifest.config)
         self._device, self._threads = device, threads
+        self._precision, self._runtime = defaults(precision, runtime)  # a bad name fails here, not at first use
         self._model = self.config.model
         self._encoder = None
+        self._query_encoder = None
         self._snapshot: Snapshot | None = None
         self._snapshot_key = None
 
     # ---- model ------------------------------------------------------------------------------
     @property
     def encoder(self):
+        """The document encoder (bulk; with the collection's long-context method, if any)."""
         if self._encoder is None:
-            from hsearch.encode import load_encoder
-
-            self._encoder = load_encoder(self._model, device=self._device, threads=self._threads,
-                                         long_context=self.config.long_context,
-                                         long_context_length=self.config.long_context_length)
-            self._check_fingerprint(self._encoder.spec.fingerprint, self._model)
+            self._encoder = self._load("documents")
         return self._encoder
+
+    @property
+    def query_encoder(self):
+        """The encoder for queries: ONNX Runtime under `auto` (no torch import), else the document encoder.
+        A long-context collection's queries meet its own encoders (`query_encoders`)."""
+        if self._query_encoder is None:
+            if self.config.long_context:
+                self._query_encoder = self.encoder
+            else:
+                from hsearch.encode.precision import choose
+
+                want = choose(self._precision, self._runtime, "queries", self._device)
+                loaded = self._encoder
+                same = loaded is not None and (want.runtime, want.precision) == (loaded.runtime, loaded.precision)
+                self._query_encoder = loaded if same else self._load("queries")
+        return self._query_encoder
+
+    def _load(self, purpose: str):
+        from hsearch.encode import load_encoder
+
+        long_context = self.config.long_context if purpose == "documents" else None
+        enc = load_encoder(self._model, device=self._device, threads=self._threads, long_context=long_context,
+                           long_context_length=self.config.long_context_length if long_context else None,
+                           precision=self._precision, runtime=self._runtime, purpose=purpose)
+        self._check_fingerprint(enc.spec.fingerprint, self._model)
+        return enc
 
     def _check_model(self, model: str):
         from hsearch.encode.loader import _fingerprint, resolve_model_dir
@@ -145,6 +181,7 @@ class Collection:
         src = Path(path).expanduser().resolve()
         docs = load_path(src, stats)
         report = self._write(lambda w: w.sync(docs, str(src), delete_missing=True, progress=progress))
+        self.query_encoder  # export the query graph now, while torch is loaded anyway: the first query starts fast
         if stats.documents == 0 and report.unchanged == 0:
             raise InputError(f"no documents found in {path} ({stats.files} files, {stats.skipped_binary} binary, "
                              f"{stats.skipped_empty} empty); point it at a folder of text files or a corpus.jsonl")
@@ -223,7 +260,7 @@ class Collection:
         """(encoder for passages, encoder for whole documents or None): with a long-context method a
         query meets passages encoded by the plain model and whole documents by the extended one."""
         if not self.config.long_context:
-            return self.encoder, None
+            return self.query_encoder, None
         plain = getattr(self.encoder, "passage_encoder", self.encoder)
         return plain, (self.encoder if plan.doc_score != "maxp" else None)
 
@@ -237,7 +274,9 @@ class Collection:
                "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
                "bytes": size, "heads": _heads(m.encoder), "config": m.config,
                # raw weighted sums use these unless --weights says otherwise (Collection.plan)
-               "default_weights": {**DEFAULT_WEIGHTS, **(m.encoder.get("fusion_weights") or {})}}
+               "default_weights": {**DEFAULT_WEIGHTS, **(m.encoder.get("fusion_weights") or {})},
+               # runtime/precision of the writes so far (hsearch/encode/precision.py); [] before they were recorded
+               "precisions": m.encoder.get("precisions") or []}
         if snap.has_views:  # a long-context collection: how many chunks each view holds
             ids = np.concatenate([np.arange(s.start, s.end) for s in snap.segments])
             ids = ids[snap.live(ids)]
@@ -261,7 +300,7 @@ def _disk_bytes(path: Path) -> int:
 
 
 def _heads(encoder: dict) -> dict:
-    from hsearch.encode.encoder import EncoderSpec
+    from hsearch.encode.base import EncoderSpec
 
     spec = {k: v for k, v in encoder.items() if k in EncoderSpec.__dataclass_fields__}
     return EncoderSpec(**spec).describe_heads() if spec.get("name") else {}

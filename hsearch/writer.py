@@ -160,7 +160,11 @@ class Writer:
             dead_chunks, dead_docs = m.load_tombstones(self.folder)
             tomb = write_tombstones(self.folder, gen, np.concatenate([dead_chunks, replaced_chunks]),
                                     np.concatenate([dead_docs, np.asarray(replaced, np.int64)]))
-        new = Manifest(generation=gen, config=self.config.to_dict(), encoder=m.encoder, segments=new_segments,
+        encoder = dict(m.encoder)
+        if pending:  # how this commit's vectors were computed ("torch/bf16"): they differ from fp32's by ~1e-3
+            used = f"{getattr(self.encoder, 'runtime', 'custom')}/{getattr(self.encoder, 'precision', 'custom')}"
+            encoder["precisions"] = sorted(set(encoder.get("precisions") or []) | {used})
+        new = Manifest(generation=gen, config=self.config.to_dict(), encoder=encoder, segments=new_segments,
                        next_chunk_id=next_id, tombstones=tomb)
         new.save(self.folder)  # the commit point
         self.manifest = new

@@ -1,4 +1,13 @@
+import os
+
 import pytest
+
+# The suite checks the reference encoder (torch, fp32) everywhere the engine would otherwise pick the fastest
+# runtime and precision for this machine: results must not depend on which CPU runs CI. The other runtimes and
+# precisions are checked against it in tests/test_runtimes.py, which asks for them explicitly. Set here, not in a
+# fixture, so that CLI subprocesses inherit it.
+os.environ["HSEARCH_RUNTIME"] = "torch"
+os.environ["HSEARCH_PRECISION"] = "fp32"
 
 from tiny_model import build_tiny_bgem3
 

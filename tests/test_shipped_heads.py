@@ -92,7 +92,10 @@ def test_shipped_e5_small_heads_fit_the_bundled_model():
     base = load_encoder("e5-small-base")
     assert card["base_fingerprint"] == base.spec.fingerprint  # trained on exactly this transformer
     enc = load_encoder("e5-small")
-    assert (enc.spec.sparse_head, enc.spec.colbert_head) == ("trained", "trained")
+    # the shipped multi-vector head is the identity matrix: said so, and no matmul is run for it
+    assert (enc.spec.sparse_head, enc.spec.colbert_head) == ("trained", "identity-file")
+    assert enc.colbert_linear is None and "identity" in enc.spec.describe_heads()["colbert"]
+    assert "trained" not in enc.spec.describe_heads()["colbert"]
     assert (SHIPPED_HEADS / "e5-small" / "MODEL_CARD.md").read_text().count("hsearch train") >= 1
     for state in (torch.load(SHIPPED_HEADS / "e5-small" / f, weights_only=True)
                   for f in ("sparse_linear.pt", "colbert_linear.pt")):

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
 from hsearch.errors import InputError, ModelError
 from hsearch.types import SIGNALS
 
-from .encoder import Encoder, EncoderSpec
+from .base import EncoderSpec, TextEncoder
 from .longctx import LongContext
+from .precision import choose
 
 DEFAULT_MODEL = "e5-small"
 # alias -> (loader, description); loaders return a folder on disk
@@ -64,16 +66,23 @@ def resolve_model_dir(name: str) -> Path:
 
 
 def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: int | None = None,
-                 long_context: LongContext | str | None = None, long_context_length: int | None = None) -> Encoder:
-    """Load `name` (see `resolve_model_dir`) as an `Encoder` with whatever heads the folder carries.
+                 long_context: LongContext | str | None = None, long_context_length: int | None = None,
+                 precision: str | None = "fp32", runtime: str | None = "torch",
+                 purpose: str = "documents") -> TextEncoder:
+    """Load `name` (see `resolve_model_dir`) as an encoder with whatever heads the folder carries.
 
     long_context: a `LongContext` or its text ("pi:4096", see `hsearch.encode.longctx`), with the
     target length inside it or in `long_context_length`.
+    precision, runtime: see hsearch/encode/precision.py. The defaults are the reference (torch, fp32);
+    "auto" (None: $HSEARCH_PRECISION / $HSEARCH_RUNTIME, else auto) picks the fastest for `purpose`
+    ("queries" or "documents") within the measured quality budget. An `auto` runtime that cannot export
+    the model to ONNX keeps torch and says so once.
     """
     if isinstance(long_context, str):
         long_context = LongContext.parse(long_context, long_context_length)
     elif long_context is None and long_context_length is not None:
         raise InputError("a long-context length needs a method too, e.g. --long-context pi")
+    choice = choose(precision, runtime, purpose, device, long_context)
     folder = resolve_model_dir(name)
     if not (folder / "config.json").exists():
         raise ModelError(f"{folder} has no config.json; point --model at a Hugging Face model folder")
@@ -82,11 +91,29 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
         missing = next(f for f in HEAD_FILES if f not in present)
         raise ModelError(f"{folder} has {present[0]} but not {missing}; a BGE-M3 checkpoint needs both head "
                          "files (copy the missing one, or remove both to use the folder as a plain encoder)")
+    if choice.runtime == "onnx":
+        from .onnx_encoder import ExportError, load_onnx_encoder
+
+        try:
+            return load_onnx_encoder(folder, _fingerprint(folder), choice.precision, threads, _fusion_weights(folder))
+        except ExportError as e:
+            if (runtime or os.environ.get("HSEARCH_RUNTIME")) == "onnx":
+                raise
+            _say_once(f"{e}; {name} runs on torch (fp32)")
+            choice = choose("fp32", "torch", purpose, device, long_context)
+    elif choice.note:
+        _say_once(choice.note)
+    return _load_torch(name, folder, present, device, threads, long_context, choice.precision)
+
+
+def _load_torch(name, folder: Path, present: list[str], device, threads, long_context, precision: str) -> TextEncoder:
     info = _read_json(folder / "hsearch_model.json")
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     from transformers.utils import logging as hf_logging
+
+    from .encoder import Encoder
 
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a per-tensor bar on every load is noise in a CLI
@@ -99,6 +126,7 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
         if bar:
             hf_logging.enable_progress_bar()
     sparse_linear = colbert_linear = None
+    colbert_head = "trained" if present else "identity"
     if present:
         hidden = model.config.hidden_size
         colbert_state = _load_head(folder / "colbert_linear.pt")
@@ -110,6 +138,8 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
             sparse_linear.load_state_dict(sparse_state)
         except RuntimeError as e:
             raise ModelError(f"head files in {folder} do not fit the model (hidden size {hidden}): {e}") from e
+        if _is_identity(colbert_linear):  # e5-small's shipped head: the same vectors without a matmul per token
+            colbert_linear, colbert_head = None, "identity-file"
     spec = EncoderSpec(
         name=info.get("name", name),
         pooling=info.get("pooling") or _pooling_from_st(folder) or "cls",
@@ -118,13 +148,30 @@ def load_encoder(name: str = DEFAULT_MODEL, device: str | None = None, threads: 
         max_length=int(info.get("max_length") or _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
                        or _window(model.config)),
         sparse_head="trained" if present else "unit",
-        colbert_head="trained" if present else "identity",
+        colbert_head=colbert_head,
         fingerprint=_fingerprint(folder),
         fusion_weights=_fusion_weights(folder),
         extra={"folder": str(folder), "provenance": info.get("source", "")},
     )
     return Encoder(model, tokenizer, spec, sparse_linear, colbert_linear, device=device, threads=threads,
-                   long_context=long_context)
+                   long_context=long_context, precision=precision)
+
+
+def _is_identity(linear) -> bool:
+    import torch
+
+    w = linear.weight.detach()
+    return (w.shape[0] == w.shape[1] and torch.equal(w, torch.eye(w.shape[0], dtype=w.dtype))
+            and (linear.bias is None or not torch.any(linear.bias.detach())))
+
+
+_said: set[str] = set()
+
+
+def _say_once(note: str) -> None:
+    if note not in _said:
+        _said.add(note)
+        logging.getLogger("hsearch").warning(note)
 
 
 def with_shipped_heads(base: Path, heads: Path, name: str) -> Path:

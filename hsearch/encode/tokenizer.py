@@ -1,0 +1,56 @@
+"""A tokenizer through `tokenizers` alone, for the path that runs without transformers.
+
+`FastTokenizer` answers the calls hsearch makes of a transformers tokenizer (the encoder, chunking,
+`hsearch embed`) and nothing more. It loads the pipeline that the transformers tokenizer really runs,
+saved from its backend at export (hsearch/encode/onnx_export.py): transformers v5 rebuilds some
+tokenizers from their class, so a model folder's own tokenizer.json can differ from it (XLM-R's
+normaliser and pre-tokeniser did). `tests/test_runtimes.py` checks the ids against transformers.
+The special tokens' ids are not in tokenizer.json in a form that says which is which: they are taken
+from the transformers tokenizer when the ONNX graph is exported and saved beside it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# what transformers calls them; the ids come from the exported folder's runtime.json
+SPECIAL_NAMES = ("cls", "eos", "sep", "pad", "unk", "bos")
+
+
+class FastTokenizer:
+    def __init__(self, path: Path, special_ids: dict, model_input_names: list[str]):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(path))
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        self._limit = None  # the truncation currently set on the Rust object
+        for name in SPECIAL_NAMES:
+            setattr(self, f"{name}_token_id", special_ids.get(name))
+        self.model_input_names = list(model_input_names)
+
+    def __call__(self, texts, add_special_tokens: bool = True, truncation: bool = False,
+                 max_length: int | None = None, return_offsets_mapping: bool = False, verbose: bool = True) -> dict:
+        single = isinstance(texts, str)
+        self._truncate(max_length if truncation else None)
+        encs = self._tok.encode_batch([texts] if single else list(texts), add_special_tokens=add_special_tokens)
+        out = {"input_ids": [e.ids for e in encs]}
+        if return_offsets_mapping:
+            out["offset_mapping"] = [e.offsets for e in encs]
+        return {k: v[0] for k, v in out.items()} if single else out
+
+    def _truncate(self, max_length: int | None) -> None:
+        if max_length == self._limit:
+            return
+        if max_length is None:
+            self._tok.no_truncation()
+        else:  # transformers' own setting for one sequence: keep the start, specials included in the length
+            self._tok.enable_truncation(max_length, stride=0, strategy="longest_first", direction="right")
+        self._limit = max_length
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return self._tok.num_special_tokens_to_add(pair)
+
+    def convert_ids_to_tokens(self, ids):
+        if isinstance(ids, int):
+            return self._tok.id_to_token(ids)
+        return [self._tok.id_to_token(i) for i in ids]
