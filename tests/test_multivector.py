@@ -12,9 +12,8 @@ from hypothesis.extra import numpy as hnp
 
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.maxsim import maxsim, maxsim_reference
+from hsearch.index.mv_codecs import Int8Codec, get_codec
 from hsearch.index.multivector import (
-    Int8Codec,
-    get_codec,
     merge_multivector,
     open_multivector,
     write_multivector,
