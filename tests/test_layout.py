@@ -44,3 +44,10 @@ def test_import_is_light():
     code = "import sys, hsearch, hsearch.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_engine_import_has_no_torch():
+    # a dense-only query must not pay torch's ~1 s import: only MaxSim and the encoder load it
+    code = "import sys, hsearch.engine; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]

@@ -23,16 +23,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.base import Allow
 from hsearch.index.maxsim import maxsim, resolve_device
 from hsearch.index.mv_codecs import codec_files as _codec_files
 from hsearch.index.mv_codecs import get_codec
+
+if TYPE_CHECKING:  # torch is imported where MaxSim runs: opening a collection must not pay for it
+    import torch
 
 __all__ = ["write_multivector", "open_multivector", "merge_multivector", "MultiVectorReader"]
 
@@ -227,6 +229,8 @@ class MultiVectorReader:
     # -- scoring
 
     def _query(self, query) -> torch.Tensor:
+        import torch
+
         if isinstance(query, torch.Tensor):
             q = query.float()
         else:
@@ -241,6 +245,8 @@ class MultiVectorReader:
 
     def _score_rows(self, q: torch.Tensor, rows: np.ndarray, max_tokens: int) -> np.ndarray:
         """MaxSim of the documents at `rows`, decoded on the device in chunks of ~max_tokens tokens."""
+        import torch
+
         out = np.zeros(len(rows), np.float32)
         if len(rows) == 0:
             return out
