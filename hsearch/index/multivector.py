@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from hsearch.errors import CollectionError, InputError
-from hsearch.index.base import Allow
 from hsearch.index.maxsim import maxsim, resolve_device
 from hsearch.index.mv_codecs import codec_files as _codec_files
 from hsearch.index.mv_codecs import get_codec
@@ -36,7 +35,7 @@ from hsearch.index.mv_codecs import get_codec
 if TYPE_CHECKING:  # torch is imported where MaxSim runs: opening a collection must not pay for it
     import torch
 
-__all__ = ["write_multivector", "open_multivector", "merge_multivector", "MultiVectorReader"]
+__all__ = ["write_multivector", "open_multivector", "MultiVectorReader"]
 
 FORMAT = "hsearch.multivector"
 VERSION = 1
@@ -144,7 +143,8 @@ def open_multivector(folder: Path, device: str | torch.device | None = None) -> 
 
 
 class MultiVectorReader:
-    """Read-only view of one multivector segment (see module docstring for the files)."""
+    """Read-only view of one multivector segment (see module docstring for the files). It scores given
+    ids and has no `search`: ColBERT only re-ranks candidates that other signals retrieved."""
 
     def __init__(self, folder: Path, device: str | torch.device | None = None):
         self.folder = Path(folder)
@@ -284,84 +284,3 @@ class MultiVectorReader:
             urows, inv = np.unique(rows[sel], return_inverse=True)
             out[sel] = self._score_rows(q, urows, self._max_tokens())[inv]
         return out
-
-    def search(self, query, k: int, allow: Allow | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Brute-force MaxSim over every (allowed) document; best k as (ids int64, scores float32),
-        best first, ties broken by smaller id. An oracle for re-ranking and fine for small segments."""
-        q = self._query(query)
-        k = int(k)
-        if k < 0:
-            raise InputError(f"k must be >= 0, got {k}")
-        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if k == 0 or len(self) == 0:
-            return empty
-        ids = np.asarray(self.ids)
-        rows = np.arange(len(self), dtype=np.int64)
-        if allow is not None:
-            mask = np.asarray(allow(ids), dtype=bool)
-            if mask.shape != ids.shape:
-                raise InputError(f"allow must return one bool per id, got shape {mask.shape}")
-            rows = rows[mask]
-        if rows.size == 0:
-            return empty
-        scores = self._score_rows(q, rows, self._max_tokens())
-        cand = ids[rows]
-        if k < len(rows):
-            part = np.argpartition(-scores, k - 1)[:k]
-            kth = scores[part].min()
-            # include every tie at the cut so the id tie-break below is exact
-            part = np.flatnonzero(scores >= kth)
-        else:
-            part = np.arange(len(rows))
-        order = np.lexsort((cand[part], -scores[part]))[:k]
-        sel = part[order]
-        return cand[sel].astype(np.int64), scores[sel].astype(np.float32)
-
-
-
-def merge_multivector(folder: Path, readers: Sequence[MultiVectorReader], keep: Allow | None = None,
-                      codec: str | None = None, **codec_opts) -> dict:
-    """Write the union of `readers` (ids must not repeat across them) into a new segment `folder`.
-
-    keep: optional callable ids -> bool mask of documents to carry over (e.g. not deleted).
-    When every reader uses the same untrained codec (int8 with one scale dtype, or float16) and
-    `codec` is None or that codec, codes are concatenated as they are (no re-quantisation, exact).
-    Otherwise documents are decoded and re-encoded with `codec` (default: the first reader's
-    requested codec), which for pq trains a fresh codebook on the merged vectors.
-    """
-    readers = list(readers)
-    dims = {r.dim for r in readers if len(r)}
-    if len(dims) > 1:
-        raise InputError(f"cannot merge multivector segments of different dims {sorted(dims)}")
-    dim = dims.pop() if dims else (readers[0].dim if readers else 0)
-    parts = []
-    for r in readers:
-        ids = np.asarray(r.ids)
-        rows = np.arange(len(r), dtype=np.int64)
-        if keep is not None and len(r):
-            rows = rows[np.asarray(keep(ids), dtype=bool)]
-        parts.append((r, rows))
-    all_ids = np.concatenate([np.asarray(r.ids)[rows] for r, rows in parts] or [np.zeros(0, np.int64)])
-
-    names = {(r.codec_name, json.dumps(r.codec.params(), sort_keys=True)) for r in readers}
-    same = len(names) == 1 and next(iter(names))[0] in ("int8", "float16")
-    target = codec or (readers[0].meta.get("requested_codec", readers[0].codec_name) if readers else "int8")
-    if same and target == readers[0].codec_name and not codec_opts:
-        cod = readers[0].codec
-        gathered = [r._gather(rows) for r, rows in parts]
-        codes = {k: np.concatenate([g[0][k] for g in gathered]) for k in _codec_files(cod.name)}
-        lengths = np.concatenate([np.diff(g[1]) for g in gathered])
-        order = np.argsort(all_ids, kind="stable")
-        sids = all_ids[order]
-        if len(sids) > 1 and np.any(sids[1:] == sids[:-1]):
-            raise InputError("duplicate ids across merged multivector segments")
-        off_in = np.concatenate([[0], np.cumsum(lengths)])
-        new_off = np.concatenate([[0], np.cumsum(lengths[order])]).astype(np.int64)
-        tok = np.repeat(off_in[:-1][order] - new_off[:-1], lengths[order])
-        tok += np.arange(new_off[-1], dtype=np.int64)
-        codes = {k: v[tok] for k, v in codes.items()}
-        return _write_files(Path(folder), sids, new_off, codes, cod, cod.name, None)
-    docs: list[np.ndarray] = []
-    for r, rows in parts:
-        docs.extend(r.tokens(np.asarray(r.ids)[rows]))
-    return write_multivector(Path(folder), all_ids, docs, target, dim=dim, **codec_opts)
