@@ -500,7 +500,7 @@ class Bench:
             self.results[("hsearch", label)] = [[h.id for h in hits] for hits in res]
             self.latency.append(dict(system="hsearch", mode=label, p50=p50, p95=p95))
         # ---- bare store calls (no planner, no fusion, no SQLite)
-        allow = snap.allow(None)
+        allow = snap.live
         calls = [("dense", lambda i: retrieve(snap, "dense", encs[i].dense, k, allow)),
                  ("sparse", lambda i: retrieve(snap, "sparse", encs[i].sparse, k, allow)),
                  ("bm25", lambda i: retrieve(snap, "bm25", qs.texts[i], k, allow))]
