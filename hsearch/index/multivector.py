@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from hsearch.errors import CollectionError, InputError
+from hsearch.index.kernels import ranges
 from hsearch.index.maxsim import maxsim, resolve_device
 from hsearch.index.mv_codecs import codec_files as _codec_files
 from hsearch.index.mv_codecs import get_codec
@@ -210,7 +211,7 @@ class MultiVectorReader:
         if len(rows) and np.all(rows[1:] == rows[:-1] + 1):  # contiguous run: plain slice
             sl = slice(int(starts[0]), int(ends[-1]))
             return {k: np.array(v[sl]) for k, v in self.codes.items()}, new_off
-        tok = np.repeat(starts - new_off[:-1], lengths) + np.arange(new_off[-1], dtype=np.int64)
+        tok = ranges(starts, ends)
         return {k: v[tok] for k, v in self.codes.items()}, new_off
 
     def tokens(self, ids: np.ndarray) -> list[np.ndarray]:
