@@ -70,6 +70,7 @@ from engine_peers import Corpus, QuerySet, available, disk_usage, make_peer  # n
 
 from hsearch.config import CollectionConfig  # noqa: E402
 from hsearch.encode.encoder import EncoderSpec  # noqa: E402
+from hsearch.index.kernels import ranges  # noqa: E402
 from hsearch.types import Encoded  # noqa: E402
 
 ALL_PEERS = ("faiss-flat", "faiss-hnsw", "tantivy", "bm25s", "qdrant-edge", "milvus-lite")
@@ -381,7 +382,7 @@ def read_back(col) -> tuple[Corpus, dict]:
         ptr = np.asarray(s.doc_ptr)
         rows = np.flatnonzero(live)
         lens = ptr[rows + 1] - ptr[rows]
-        span = _ranges(ptr[rows], ptr[rows + 1])
+        span = ranges(ptr[rows], ptr[rows + 1])
         parts["sp_len"].append(lens)
         parts["sp_terms"].append(np.asarray(s.doc_terms)[span].astype(np.int64))
         parts["sp_weights"].append((np.asarray(s.doc_weights)[span].astype(np.float64) / s.scale).astype(np.float32))
@@ -393,7 +394,7 @@ def read_back(col) -> tuple[Corpus, dict]:
             toks = []
             for a in range(0, len(rows), 4096):  # decode in blocks
                 sub = rows[a:a + 4096]
-                tok = _ranges(off[sub], off[sub + 1])
+                tok = ranges(off[sub], off[sub + 1])
                 toks.append(mv.codec.decode({k: np.asarray(v[tok]) for k, v in mv.codes.items()}).astype(np.float32))
             parts["cb_len"].append(lens)
             parts["cb_flat"].append(np.concatenate(toks) if toks else np.zeros((0, mv.dim), np.float32))
@@ -411,14 +412,6 @@ def read_back(col) -> tuple[Corpus, dict]:
                     sp_ptr=sp_ptr, sp_terms=np.concatenate(parts["sp_terms"]),
                     sp_weights=np.concatenate(parts["sp_weights"]), cb_offsets=cb_off, cb_flat=cb_flat)
     return corpus, doc_of
-
-
-def _ranges(starts, ends):
-    lengths = ends - starts
-    if len(lengths) == 0:
-        return np.empty(0, np.int64)
-    offsets = np.cumsum(lengths) - lengths
-    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - offsets, lengths)
 
 
 # ------------------------------------------------------------------------------ timing
