@@ -115,11 +115,7 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
                               qdrant_shards=qdrant_shards, qdrant_replication=qdrant_replication)
     col = open_collection(collection, create=True, model=model, config=config, threads=threads)
     if ray_address is not None:
-        from hsearch.encode.ray_runner import attach_ray
-
-        c = col.config
-        attach_ray(col.encoder, c.model, ray_address, long_context=c.long_context,
-                   long_context_length=c.long_context_length)
+        col.encode_on_ray(ray_address)
     stats = LoadStats()
     report = col.index(path, progress=not quiet and sys.stderr.isatty(), stats=stats)
     click.echo(f"{report.summary()} -> {collection}")
