@@ -44,9 +44,10 @@ class _Replica:
         self.encoder = load_encoder(model, long_context=long_context, long_context_length=long_context_length,
                                     threads=threads)
         if self.encoder.spec.fingerprint != fingerprint:
-            raise ClusterError(f"the Ray workers' model {model!r} has other files than this machine's (fingerprint "
-                               f"{self.encoder.spec.fingerprint} != {fingerprint}), so their vectors would differ; give every "
-                               f"Ray node the same files for {model} and the same hsearch version, or index without --ray")
+            raise ClusterError(f"the Ray workers' model {model!r} has other files than this machine's "
+                               f"(fingerprint {self.encoder.spec.fingerprint} != {fingerprint}), so their vectors "
+                               f"would differ; give every Ray node the same files for {model} and the same hsearch "
+                               "version, or index without --ray")
         self.want = want
 
     def __call__(self, rows):
@@ -132,7 +133,8 @@ class RayBatches:
         missing = sum(x is None for batch in out for x in batch)
         if missing:
             raise ClusterError(f"Ray returned no encoding for {missing} texts; see the Ray logs for the failed "
-                               "workers, then run the same index command again (committed documents are not encoded again)")
+                               "workers, then run the same index command again (committed documents are not "
+                               "encoded again)")
         return out
 
 
