@@ -30,8 +30,7 @@ import numpy as np
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.kernels import ranges
 from hsearch.index.maxsim import maxsim, resolve_device
-from hsearch.index.mv_codecs import codec_files as _codec_files
-from hsearch.index.mv_codecs import get_codec
+from hsearch.index.mv_codecs import codec_files, get_codec
 
 if TYPE_CHECKING:  # torch is imported where MaxSim runs: opening a collection must not pay for it
     import torch
@@ -108,7 +107,7 @@ def _write_files(folder: Path, ids: np.ndarray, offsets: np.ndarray, codes: dict
         meta_path.unlink()  # segments are immutable; rewriting one in place starts over
     np.save(folder / "mv_ids.npy", np.ascontiguousarray(ids, np.int64))
     np.save(folder / "mv_offsets.npy", np.ascontiguousarray(offsets, np.int64))
-    for key in _codec_files(cod.name):
+    for key in codec_files(cod.name):
         np.save(folder / f"mv_{key}.npy", np.ascontiguousarray(codes[key]))
     cod.save(folder)
     n_tokens = int(offsets[-1])
@@ -121,7 +120,7 @@ def _write_files(folder: Path, ids: np.ndarray, offsets: np.ndarray, codes: dict
         "n_docs": int(len(ids)),
         "n_tokens": n_tokens,
         "bytes_per_token": cod.bytes_per_token(),
-        "codes_bytes": int(sum(np.asarray(codes[k]).nbytes for k in _codec_files(cod.name))),
+        "codes_bytes": int(sum(np.asarray(codes[k]).nbytes for k in codec_files(cod.name))),
         "params": cod.params(),
     }
     if note:
@@ -168,7 +167,7 @@ class MultiVectorReader:
         try:
             self.ids = _load(self.folder / "mv_ids.npy")
             self.offsets = _load(self.folder / "mv_offsets.npy")
-            self.codes = {k: _load(self.folder / f"mv_{k}.npy") for k in _codec_files(self.codec_name)}
+            self.codes = {k: _load(self.folder / f"mv_{k}.npy") for k in codec_files(self.codec_name)}
         except (OSError, ValueError) as e:
             raise CollectionError(f"{self.folder}: cannot read multivector files ({e}); "
                                   "rewrite the segment") from None
