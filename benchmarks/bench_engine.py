@@ -70,6 +70,7 @@ from engine_peers import Corpus, QuerySet, available, disk_usage, make_peer  # n
 
 from hsearch.config import CollectionConfig  # noqa: E402
 from hsearch.encode.base import EncoderSpec  # noqa: E402
+from hsearch.index.kernels import ranges  # noqa: E402
 from hsearch.types import Encoded  # noqa: E402
 
 ALL_PEERS = ("faiss-flat", "faiss-hnsw", "tantivy", "bm25s", "qdrant-edge", "milvus-lite")
@@ -381,7 +382,7 @@ def read_back(col) -> tuple[Corpus, dict]:
         ptr = np.asarray(s.doc_ptr)
         rows = np.flatnonzero(live)
         lens = ptr[rows + 1] - ptr[rows]
-        span = _ranges(ptr[rows], ptr[rows + 1])
+        span = ranges(ptr[rows], ptr[rows + 1])
         parts["sp_len"].append(lens)
         parts["sp_terms"].append(np.asarray(s.doc_terms)[span].astype(np.int64))
         parts["sp_weights"].append((np.asarray(s.doc_weights)[span].astype(np.float64) / s.scale).astype(np.float32))
@@ -393,7 +394,7 @@ def read_back(col) -> tuple[Corpus, dict]:
             toks = []
             for a in range(0, len(rows), 4096):  # decode in blocks
                 sub = rows[a:a + 4096]
-                tok = _ranges(off[sub], off[sub + 1])
+                tok = ranges(off[sub], off[sub + 1])
                 toks.append(mv.codec.decode({k: np.asarray(v[tok]) for k, v in mv.codes.items()}).astype(np.float32))
             parts["cb_len"].append(lens)
             parts["cb_flat"].append(np.concatenate(toks) if toks else np.zeros((0, mv.dim), np.float32))
@@ -411,14 +412,6 @@ def read_back(col) -> tuple[Corpus, dict]:
                     sp_ptr=sp_ptr, sp_terms=np.concatenate(parts["sp_terms"]),
                     sp_weights=np.concatenate(parts["sp_weights"]), cb_offsets=cb_off, cb_flat=cb_flat)
     return corpus, doc_of
-
-
-def _ranges(starts, ends):
-    lengths = ends - starts
-    if len(lengths) == 0:
-        return np.empty(0, np.int64)
-    offsets = np.cumsum(lengths) - lengths
-    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - offsets, lengths)
 
 
 # ------------------------------------------------------------------------------ timing
@@ -500,7 +493,7 @@ class Bench:
             self.results[("hsearch", label)] = [[h.id for h in hits] for hits in res]
             self.latency.append(dict(system="hsearch", mode=label, p50=p50, p95=p95))
         # ---- bare store calls (no planner, no fusion, no SQLite)
-        allow = snap.allow(None)
+        allow = snap.live
         calls = [("dense", lambda i: retrieve(snap, "dense", encs[i].dense, k, allow)),
                  ("sparse", lambda i: retrieve(snap, "sparse", encs[i].sparse, k, allow)),
                  ("bm25", lambda i: retrieve(snap, "bm25", qs.texts[i], k, allow))]

@@ -129,11 +129,7 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
     col = open_collection(collection, create=True, model=model, config=config, threads=threads,
                           precision=precision, runtime=runtime)
     if ray_address is not None:
-        from hsearch.encode.ray_runner import attach_ray
-
-        c = col.config
-        attach_ray(col.encoder, c.model, ray_address, long_context=c.long_context,
-                   long_context_length=c.long_context_length)
+        col.encode_on_ray(ray_address)
     stats = LoadStats()
     report = col.index(path, progress=not quiet and sys.stderr.isatty(), stats=stats)
     click.echo(f"{report.summary()} -> {collection}")
@@ -324,8 +320,6 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
             return
         result = run_synthetic(synthetic, parse_lengths(lengths), modes, model=model, seed=seed, config=config,
                                progress=progress, doc_score=doc_score, whole_weight=whole_weight)
-        columns = ["Acc@1"] + [f"@{n}" for n in next(iter(result.values()))["by_length"]]
-        rows = {m: [r["Acc@1"], *r["by_length"].values()] for m, r in result.items()}
     else:
         if not dataset:
             raise InputError("give a DATASET folder (BEIR layout), or --synthetic passkey|needle")
@@ -335,20 +329,12 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
                           collection_dir=collection, fusion=fusion, weights=weights, normalize=normalize,
                           depth=depth, config=config, sweep=sweep_weights, sweep_split=sweep_split,
                           progress=progress, doc_score=doc_score, whole_weight=whole_weight)
-        columns = ["nDCG@10", "Recall@100", "MRR@10"]
-        rows = {m: [r[c] for c in columns] for m, r in result.items()}
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return
-    width = max(len("mode"), *(len(m) for m in rows))
-    click.echo(f"{'mode':<{width}}  " + "  ".join(f"{c:>10}" for c in columns))
-    for m, values in rows.items():
-        click.echo(f"{m:<{width}}  " + "  ".join(f"{v:>10.4f}" for v in values))
-    for m, r in result.items():
-        if "weights" in r:
-            w = ", ".join(f"{s}={v:.2f}" for s, v in r["weights"].items())
-            click.echo(f"{m}: weights {w} (best of {r['sweep']['points']} on {r['sweep']['split']}, "
-                       f"nDCG@10 {r['sweep']['nDCG@10']:.4f} there)")
+    from hsearch.evaluate.table import format_scores
+
+    click.echo(format_scores(result))
 
 
 @main.command()

@@ -198,6 +198,16 @@ class Collection:
             ids = [ids]
         return self._write(lambda w: w.delete(list(ids)))
 
+    def encode_on_ray(self, address: str | None = "local", **options):
+        """Encode this collection's documents on Ray from now on (`hsearch index --ray`): a local Ray, or
+        the cluster at `address` (auto, ray://host:10001); bit-identical to encoding here on the same kind
+        of device. `options` go to `hsearch.encode.ray_runner.RayBatches` (workdir, actors, cpus_per_actor)."""
+        from hsearch.encode.ray_runner import attach_ray
+
+        c = self.config
+        return attach_ray(self.encoder, c.model, address, long_context=c.long_context,
+                          long_context_length=c.long_context_length, **options)
+
     def _write(self, job):
         self._manifest = Manifest.load(self.folder)
         w = Writer(self.folder, self._manifest, self.config, self.encoder)

@@ -15,3 +15,7 @@ class ModelError(HsearchError):
 
 class CollectionError(HsearchError):
     """A collection is missing, corrupted, or was built with other settings."""
+
+
+class ClusterError(HsearchError):
+    """A Ray cluster cannot encode as this process would: its workers load other model files, or lost texts."""

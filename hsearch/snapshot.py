@@ -98,12 +98,6 @@ class Snapshot:
             return Scope(where, self.live, self.docs.filtered_chunk_ids)
         return Scope(where, lambda ids: self.live(ids) & self.in_view(ids, view), self.docs.filtered_chunk_ids, view)
 
-    def allow(self, allowed: np.ndarray | None):
-        """An `allow(ids) -> mask` for the stores: live, and in `allowed` when a filter is set."""
-        if allowed is None:
-            return self.live
-        return lambda ids: self.live(ids) & np.isin(ids, allowed)
-
     def by_segment(self, ids: np.ndarray):
         """Yield (segment readers, positions into ids) for the ids each segment holds."""
         return self.local.by_segment(ids)

@@ -45,6 +45,34 @@ def test_missing_collection_and_corpus(run, tmp_path, tiny_bgem3):
     assert r.exit_code != 0 and "does not exist" in r.output
 
 
+def test_index_ray_goes_through_the_facade(tmp_path, tiny_bgem3, corpus):
+    # --ray reaches Ray through Collection.encode_on_ray; without Ray installed it says how to get it
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("Ray is installed (tests/test_ray_encode.py runs it)")
+    r = CliRunner().invoke(main, ["index", str(corpus), "--collection", str(tmp_path / "c"), "--model",
+                                  str(tiny_bgem3), "--ray", "-q"])
+    assert r.exit_code != 0 and 'pip install "hsearch[ray]"' in r.output and "Traceback" not in r.output
+
+
+def test_ray_worker_errors_arrive_unwrapped():
+    # a worker's ClusterError reaches the driver inside Ray's exceptions (RayTaskError derives from the
+    # cause's class and keeps it in `.cause`); the CLI must print the worker's message, not Ray's traceback
+    from hsearch.encode.ray_runner import _worker_error
+    from hsearch.errors import ClusterError
+
+    class RayTaskError(ClusterError):
+        def __init__(self, cause):
+            super().__init__("remote traceback ...")
+            self.cause = cause
+
+    mine = ClusterError("give every Ray node the same files")
+    outer = RuntimeError("dataset failed")
+    outer.__cause__ = RayTaskError(mine)
+    assert _worker_error(outer) is mine and _worker_error(RuntimeError("x")) is None
+
+
 def test_embed_shape(run, tiny_bgem3):
     r = run("embed", "The dog runs.", "Cats sleep.", "--model", tiny_bgem3)
     out = json.loads(r.output)

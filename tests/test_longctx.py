@@ -18,6 +18,8 @@ from tiny_model import CORPUS, build_tiny_modernbert  # noqa: E402
 from hsearch.cli import main  # noqa: E402
 from hsearch.encode import Encoder, LongContext, load_encoder  # noqa: E402
 from hsearch.encode import longctx as lcx  # noqa: E402
+from hsearch.encode import longctx_attention as attn  # noqa: E402
+from hsearch.encode import longctx_rope as rope  # noqa: E402
 from hsearch.errors import InputError  # noqa: E402
 from hsearch.types import PASSAGE, WHOLE  # noqa: E402
 
@@ -96,11 +98,11 @@ def test_the_model_is_restored_after_each_pass(xlmr, modernbert):
         enc = extended(plain, method)
         enc.encode(TEXTS)
         with enc.long_context.applied(plain.model):
-            assert plain.model.config._attn_implementation == lcx.ATTENTION_KEY
+            assert plain.model.config._attn_implementation == attn.ATTENTION_KEY
         assert plain.model.config._attn_implementation == "sdpa"
     assert xlmr.model.embeddings.position_embeddings is emb
     assert torch.equal(rotary.full_attention_inv_freq, freq) and rotary.full_attention_attention_scaling == 1.0
-    assert not lcx._ACTIVE
+    assert not attn._ACTIVE
 
 
 # ---- tables, ids, pooling rules ------------------------------------------------------------------
@@ -117,16 +119,16 @@ def test_rope_tables_equal_transformers(factor):
                            rope_parameters={"rope_theta": base, **rope})
 
     ref, _ = ROPE_INIT_FUNCTIONS["linear"](config(rope_type="linear", factor=factor), "cpu")
-    torch.testing.assert_close(lcx.pi_inv_freq(base, dim, factor), ref)
+    torch.testing.assert_close(rope.pi_inv_freq(base, dim, factor), ref)
     n = int(window * factor)  # dynamic NTK at length n is NTK-aware scaling by factor*n/window - (factor-1)
     ref, _ = ROPE_INIT_FUNCTIONS["dynamic"](config(rope_type="dynamic", factor=factor), "cpu", seq_len=n)
-    torch.testing.assert_close(lcx.ntk_inv_freq(base, dim, factor * n / window - (factor - 1)), ref)
+    torch.testing.assert_close(rope.ntk_inv_freq(base, dim, factor * n / window - (factor - 1)), ref)
     ref, _ = ROPE_INIT_FUNCTIONS["dynamic"](config(rope_type="dynamic", factor=1.0), "cpu", seq_len=n)
-    torch.testing.assert_close(lcx.ntk_inv_freq(base, dim, factor), ref)
+    torch.testing.assert_close(rope.ntk_inv_freq(base, dim, factor), ref)
     for truncate in (True, False):
         ref, attention = ROPE_INIT_FUNCTIONS["yarn"](
             config(rope_type="yarn", factor=factor, original_max_position_embeddings=window, truncate=truncate), "cpu")
-        mine, my_attention = lcx.yarn_inv_freq(base, dim, factor, window, truncate=truncate)
+        mine, my_attention = rope.yarn_inv_freq(base, dim, factor, window, truncate=truncate)
         torch.testing.assert_close(mine, ref)
         assert my_attention == pytest.approx(attention)
 
@@ -156,7 +158,7 @@ def test_rp_and_gp_position_ids(xlmr, modernbert):
     length = 4 * window + 10
     rp = extended(xlmr, f"rp:{length}").long_context
     assert torch.equal(rp.position_ids(2, 600), (torch.arange(600) % window + 2).expand(2, 600))
-    assert torch.equal(lcx.rp_positions(600, window), torch.arange(600) % window)
+    assert torch.equal(rope.rp_positions(600, window), torch.arange(600) % window)
     gp = extended(xlmr, f"gp:{length}").long_context
     s = math.ceil(length / window)
     assert s == 5 and torch.equal(gp.position_ids(1, 600)[0], torch.arange(600) // s + 2)
@@ -181,7 +183,7 @@ def test_pi_interpolates_the_learned_table(xlmr):
     torch.testing.assert_close(new[2 + 5], 0.75 * old[3] + 0.25 * old[4])  # linear in between
     torch.testing.assert_close(new[-1], old[2 + window - 1])  # past (L0-1)*s: the last row
     table = torch.randn(10, 3)
-    odd = lcx.interpolate_table(table, 25)  # non-integer factor 2.5: rows 0, 5, 10, ... are exact
+    odd = rope.interpolate_table(table, 25)  # non-integer factor 2.5: rows 0, 5, 10, ... are exact
     torch.testing.assert_close(odd[::5], table[::2])
 
 
@@ -276,26 +278,26 @@ def _qkv(b=2, h=2, t=40, d=16, seed=0):
 
 def test_selfextend_with_a_wide_window_is_plain_attention():
     q, k, v = _qkv()
-    inv_freq = lcx.rope_inv_freq(10000.0, 16)
+    inv_freq = rope.rope_inv_freq(10000.0, 16)
     mask = torch.ones(2, 1, 40, 40, dtype=torch.bool)
     mask[1, :, :, 30:] = False  # the second text is padded after 30 tokens
     plain = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.25)
-    got = lcx.selfextend_attention(q, k, v, mask, 0.25, inv_freq, w=40, g=4, block_bytes=1)
+    got = attn.selfextend_attention(q, k, v, mask, 0.25, inv_freq, w=40, g=4, block_bytes=1)
     torch.testing.assert_close(got, plain, atol=1e-5, rtol=1e-5)
     # group size 1: grouped distances are the exact ones, so any neighbour window gives plain attention
-    got = lcx.selfextend_attention(q, k, v, mask, 0.25, inv_freq, w=3, g=1, block_bytes=50_000)
+    got = attn.selfextend_attention(q, k, v, mask, 0.25, inv_freq, w=3, g=1, block_bytes=50_000)
     torch.testing.assert_close(got, plain, atol=1e-5, rtol=1e-5)
 
 
 def test_selfextend_matches_its_definition():
     q, k, v = _qkv(b=1, t=24)
     t, w, g = 24, 5, 3
-    inv_freq = lcx.rope_inv_freq(100.0, 16)
+    inv_freq = rope.rope_inv_freq(100.0, 16)
     pos = torch.arange(t)
-    rq, rk = lcx.rotate(q, pos, inv_freq), lcx.rotate(k, pos, inv_freq)  # RoPE at positions 0..T-1
+    rq, rk = rope.rotate(q, pos, inv_freq), rope.rotate(k, pos, inv_freq)  # RoPE at positions 0..T-1
 
     def at(x, j, p):  # raw vector j, rotated to position p
-        return lcx.rotate(x[:, :, j:j + 1], torch.tensor([p]), inv_freq)[:, :, 0]
+        return rope.rotate(x[:, :, j:j + 1], torch.tensor([p]), inv_freq)[:, :, 0]
 
     logits = torch.empty(1, 2, t, t)
     shift = w - w // g
@@ -307,7 +309,7 @@ def test_selfextend_matches_its_definition():
                 qp, kp = i // g + (shift if i > j else 0), j // g + (shift if j > i else 0)
             logits[:, :, i, j] = (at(q, i, qp) * at(k, j, kp)).sum(-1) * 0.25
     want = torch.softmax(logits, -1) @ v
-    got = lcx.selfextend_attention(rq, rk, v, None, 0.25, inv_freq, w, g, block_bytes=1)
+    got = attn.selfextend_attention(rq, rk, v, None, 0.25, inv_freq, w, g, block_bytes=1)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
@@ -316,7 +318,7 @@ def test_banded_attention_is_masked_sdpa():
     pos = torch.arange(300)
     band = (pos[:, None] - pos[None, :]).abs() <= 8
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=band, scale=0.25)
-    torch.testing.assert_close(lcx.banded_attention(q, k, v, 8, 0.25, block=64), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attn.banded_attention(q, k, v, 8, 0.25, block=64), want, atol=1e-5, rtol=1e-5)
 
 
 def test_selfextend_groups_keep_distances_inside_the_window(modernbert):

@@ -20,8 +20,9 @@ from hypothesis import given, settings, strategies as st
 
 import hsearch.index.sparse as sparse_module
 from hsearch.errors import CollectionError, InputError
-from hsearch.index.sparse import (SparseReader, _ranges, _ranges_reference, _top_k, _top_k_reference,
-                                  open_sparse, write_sparse)
+from hsearch.index.kernels import ranges as _ranges, ranges_reference as _ranges_reference
+from hsearch.index.kernels import top_k as _top_k, top_k_reference as _top_k_reference
+from hsearch.index.sparse import SparseReader, open_sparse, write_sparse
 
 VOCAB = 300
 

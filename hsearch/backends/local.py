@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hsearch.index.dense import write_dense
+from hsearch.index.kernels import top_k
 from hsearch.index.multivector import write_multivector
 from hsearch.index.sparse import write_sparse
 from hsearch.types import WHOLE
@@ -41,7 +42,7 @@ class SegmentSource:
                 scores.append(s)
         ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
         scores = np.concatenate(scores).astype(np.float32) if scores else np.empty(0, np.float32)
-        top = np.lexsort((ids, -scores))[:k]
+        top = top_k(scores, k, ids)
         return ids[top], scores[top]
 
     def score(self, signal: str, query, ids: np.ndarray) -> np.ndarray:

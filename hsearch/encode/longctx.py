@@ -33,7 +33,8 @@ token index 0..T-1.
                 beyond it: the distance becomes sign(i-j) * (|i//g - j//g| + w - w//g), the
                 bidirectional form of SelfExtend; defaults w = L0//4 and the smallest g that keeps
                 every distance below L0. Blockwise and unfused (two extra score products per
-                block; about 15x slower than SDPA on CPU at 30k tokens), memory bounded by `BLOCK_BYTES`.
+                block; about 15x slower than SDPA on CPU at 30k tokens), memory bounded by
+                `longctx_attention.BLOCK_BYTES`.
 
 The position table, the frequencies and the groups are fixed by T, not by the input's length, so a
 text gets the same vectors whatever it is batched with. rp and gp also work on RoPE models (they
@@ -42,8 +43,10 @@ ModernBERT, only the global layers' rotary frequencies are rescaled: local layer
 distance beyond their window.
 
 Memory: while applied, the model's attention goes through a function registered under its own key
-(see `_attention_forward`): SDPA's fused kernel, no (T, T) mask for an unpadded batch, and the encoder
+(longctx_attention.py): SDPA's fused kernel, no (T, T) mask for an unpadded batch, and the encoder
 gives every text past the native window a batch of its own, so memory grows linearly with T.
+Files: this one parses a method and binds it to a model; longctx_rope.py holds the position
+arithmetic, longctx_attention.py the attention kernels.
 """
 from __future__ import annotations
 
@@ -53,12 +56,14 @@ from dataclasses import dataclass
 
 from hsearch.errors import InputError, ModelError
 
+from .longctx_attention import route
+from .longctx_rope import (gp_positions, interpolate_table, ntk_inv_freq, pi_inv_freq, rope_inv_freq, rp_positions,
+                           yarn_inv_freq)
+
 METHODS = ("native", "chunk", "mcls", "pi", "rp", "gp", "ntk", "yarn", "selfextend")
 POSITION_METHODS = ("pi", "rp", "gp", "ntk", "yarn", "selfextend")
 ROPE_ONLY = ("ntk", "yarn", "selfextend")
 MCLS_EVERY = 256  # BGE-M3 appendix
-BLOCK_BYTES = 128 * 2**20  # selfextend: working memory of one block of query rows
-ATTENTION_KEY = "hsearch_longctx"
 POOLS = ("cls", "mean")
 SYNTAX = "METHOD[+POSITIONS][:LENGTH][,w=N][,g=N][,every=N][,pool=cls|mean], e.g. pi:4096, mcls+rp:4096, selfextend:8192,w=512"
 
@@ -151,128 +156,6 @@ def _int(value: str, what: str) -> int:
     except ValueError:
         raise InputError(f"long-context {what} {value!r} is not an integer; syntax: {SYNTAX}") from None
 
-
-# ---- pure reference functions (the tests pin these) --------------------------------------------
-
-def rp_positions(n: int, window: int):
-    """Recurrent positions: pid % window."""
-    import torch
-
-    return torch.arange(n) % window
-
-
-def gp_positions(n: int, window: int, length: int):
-    """Grouped positions: pid // ceil(length / window)."""
-    import torch
-
-    return torch.arange(n) // math.ceil(length / window)
-
-
-def interpolate_table(table, length: int):
-    """Stretch a (L0, H) position table to (length, H): row i*s is old row i (s = length/L0), linear between."""
-    import torch
-
-    old = table.shape[0]
-    x = torch.arange(length, dtype=torch.float64) * old / length
-    lo = x.floor().long().clamp(max=old - 1)
-    hi = (lo + 1).clamp(max=old - 1)
-    frac = (x - lo).clamp(max=1.0).to(torch.float32).unsqueeze(1)
-    t = table.float()
-    return (t[lo] * (1 - frac) + t[hi] * frac).to(table.dtype)
-
-
-def rope_inv_freq(base: float, dim: int):
-    """Plain RoPE inverse frequencies 1 / base^(2k/dim), k < dim/2."""
-    import torch
-
-    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-
-
-def pi_inv_freq(base: float, dim: int, factor: float):
-    """Position interpolation on RoPE: every frequency divided by the factor."""
-    return rope_inv_freq(base, dim) / factor
-
-
-def ntk_inv_freq(base: float, dim: int, factor: float):
-    """NTK-aware scaling: the base raised to base * factor^(dim/(dim-2)), frequencies recomputed."""
-    return rope_inv_freq(base * factor ** (dim / (dim - 2)), dim)
-
-
-def yarn_inv_freq(base: float, dim: int, factor: float, original: int, beta_fast: float = 32.0,
-                  beta_slow: float = 1.0, truncate: bool = True):
-    """YaRN (Peng et al. 2023): (inverse frequencies, attention factor) for extending `original` positions."""
-    import torch
-
-    def correction_dim(rotations):  # the dimension whose wavelength fits `rotations` times in `original`
-        return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
-
-    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
-    if truncate:
-        low, high = math.floor(low), math.ceil(high)
-    low, high = max(low, 0), min(high, dim - 1)
-    if low == high:
-        high += 0.001  # no zero-width ramp
-    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
-    pos = base ** (torch.arange(0, dim, 2).float() / dim)
-    keep = 1 - ramp  # 1: high frequency, kept (extrapolated); 0: low frequency, interpolated
-    inv_freq = (1.0 / (factor * pos)) * (1 - keep) + (1.0 / pos) * keep
-    attention = 1.0 if factor <= 1 else 0.1 * math.log(factor) + 1.0
-    return inv_freq, attention
-
-
-def rotate(x, delta, inv_freq):
-    """Rotate RoPE-encoded vectors x (..., T, D) further by `delta` (T,) positions (rotate-half layout)."""
-    import torch
-
-    rot = 2 * inv_freq.numel()
-    angle = delta.to(torch.float32)[:, None] * inv_freq.to(torch.float32)[None, :]
-    emb = torch.cat((angle, angle), dim=-1)
-    xr = x[..., :rot].float()
-    half = rot // 2
-    turned = torch.cat((-xr[..., half:], xr[..., :half]), dim=-1)
-    out = (xr * emb.cos() + turned * emb.sin()).to(x.dtype)
-    return torch.cat((out, x[..., rot:]), dim=-1) if rot < x.shape[-1] else out
-
-
-def selfextend_attention(q, k, v, mask, scaling, inv_freq, w: int, g: int, block_bytes: int = BLOCK_BYTES):
-    """Bidirectional SelfExtend over q, k rotated at positions 0..T-1: (B, H, T, D) in, (B, H, T, D) out.
-
-    Pairs with |i-j| < w keep their exact distance; farther pairs use sign(i-j) * (|i//g - j//g| + w - w//g),
-    obtained by rotating q and k further (rotations compose). `mask`: None, boolean (True = attend) or
-    additive, broadcastable to (B, H, T, T). Query rows run in blocks of about `block_bytes` working memory;
-    per block only the keys within w of the block need a per-pair choice, the rest are two plain products.
-    """
-    import torch
-
-    b, h, t, _ = q.shape
-    if k.shape[1] != h:  # grouped-query attention: share each key/value head
-        k, v = k.repeat_interleave(h // k.shape[1], 1), v.repeat_interleave(h // k.shape[1], 1)
-    pos = torch.arange(t, device=q.device)
-    shift = w - w // g
-    q_g = rotate(q, pos // g - pos, inv_freq)  # query at i//g
-    k_left = rotate(k, pos // g - shift - pos, inv_freq)  # key left of its query: at j//g - shift
-    k_right = rotate(k, pos // g + shift - pos, inv_freq)  # key right of its query: at j//g + shift
-    out = torch.empty_like(q)
-    rows = max(1, block_bytes // (b * h * t * 4 * 3))  # logits, their float copy, the softmax
-    for a in range(0, t, rows):
-        z = min(t, a + rows)
-        lo, hi = max(0, a - w + 1), min(t, z + w - 1)  # keys within w of some query of the block
-        qb, qg = q[:, :, a:z], q_g[:, :, a:z]
-        d = pos[a:z, None] - pos[None, lo:hi]
-        far = torch.where(d > 0, qg @ k_left[:, :, lo:hi].transpose(-1, -2),
-                          qg @ k_right[:, :, lo:hi].transpose(-1, -2))
-        parts = [torch.where(d.abs() < w, qb @ k[:, :, lo:hi].transpose(-1, -2), far)]
-        if lo > 0:
-            parts.insert(0, qg @ k_left[:, :, :lo].transpose(-1, -2))
-        if hi < t:
-            parts.append(qg @ k_right[:, :, hi:].transpose(-1, -2))
-        logits = torch.cat(parts, dim=-1).float().mul_(scaling) if len(parts) > 1 else parts[0].float() * scaling
-        del parts, far
-        if mask is not None:
-            m = mask[..., a:z, :]
-            logits = logits.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else logits + m.float()
-        out[:, :, a:z] = torch.softmax(logits, dim=-1).to(v.dtype) @ v
-    return out
 
 
 def split_windows(ids: list[int], window: int, prefix: int = 0) -> list[list[int]]:
@@ -465,13 +348,8 @@ class Extension:
                     setattr(module, prefix + "attention_scaling", scale)
                     undo.append(lambda m=module, n=prefix + "attention_scaling", o=old_scale: setattr(m, n, o))
             if self._route:
-                config = model.config
-                previous = config._attn_implementation
-                _register_attention()
-                _ACTIVE[id(config)] = (self._rope[0][2], self.w, self.g) if self.position == "selfextend" else None
-                config._attn_implementation = ATTENTION_KEY
-                undo.append(lambda: (setattr(config, "_attn_implementation", previous),
-                                     _ACTIVE.pop(id(config), None)))
+                selfextend = (self._rope[0][2], self.w, self.g) if self.position == "selfextend" else None
+                undo.append(route(model.config, selfextend))
             yield
         finally:
             for fn in reversed(undo):
@@ -527,73 +405,3 @@ def _rope_base(config, prefix: str, name: str) -> float:
     if base is None:
         raise ModelError(f"{name}'s config names no rope_theta; cannot rescale its rotary embeddings")
     return float(base)
-
-
-# ---- the attention function used while an extension is applied ----------------------------------
-#
-# Registered under its own key (no other model's attention changes) and selected on the extended
-# model's config only inside `Extension.applied`. Its mask function builds no mask at all for an
-# unpadded batch (the encoder gives every text past the native window a batch of its own), where
-# transformers would materialise (T, T) masks for sliding-window layers (ModernBERT: about 14 GB of
-# index tensors at 30k tokens). Global layers then run SDPA's fused kernel (memory linear in T),
-# local layers a blockwise band, selfextend its blockwise grouped attention.
-
-_ACTIVE: dict[int, tuple | None] = {}  # id(model config) -> selfextend's (inv_freq, w, g), or None
-
-
-def banded_attention(q, k, v, radius: int, scaling: float, block: int = 1024):
-    """Bidirectional attention limited to |i-j| <= radius, one block of query rows at a time."""
-    import torch
-
-    b, h, t, _ = q.shape
-    if k.shape[1] != h:
-        k, v = k.repeat_interleave(h // k.shape[1], 1), v.repeat_interleave(h // k.shape[1], 1)
-    out = torch.empty_like(q)
-    pos = torch.arange(t, device=q.device)
-    for a in range(0, t, block):
-        z, lo = min(t, a + block), max(0, a - radius)
-        hi = min(t, z + radius)
-        band = (pos[a:z, None] - pos[None, lo:hi]).abs() <= radius
-        out[:, :, a:z] = torch.nn.functional.scaled_dot_product_attention(
-            q[:, :, a:z], k[:, :, lo:hi], v[:, :, lo:hi], attn_mask=band, scale=scaling)
-    return out
-
-
-def _attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    config = module.config
-    state = _ACTIVE.get(id(config))
-    scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
-    if kwargs.get("sliding_window"):  # a local layer: plain attention within its window
-        if attention_mask is not None:  # a padded batch (short texts): the usual band-and-padding mask
-            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                          scaling=scaling, **kwargs)
-        radius = getattr(config, "sliding_window", None) or kwargs["sliding_window"] - 1
-        return banded_attention(query, key, value, radius, scaling).transpose(1, 2).contiguous(), None
-    if state is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
-    inv_freq, w, g = state
-    out = selfextend_attention(query, key, value, attention_mask, scaling, inv_freq.to(query.device), w, g)
-    return out.transpose(1, 2).contiguous(), None
-
-
-def _mask(**kwargs):
-    """sdpa's mask, or None for a batch without padding (no (T, T) tensor for any layer kind)."""
-    from transformers.masking_utils import sdpa_mask
-
-    padding = kwargs.get("attention_mask")
-    if padding is None or bool(padding.all()):
-        return None
-    return sdpa_mask(**kwargs)
-
-
-def _register_attention():
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
-
-    if ATTENTION_KEY not in ALL_ATTENTION_FUNCTIONS:
-        AttentionInterface.register(ATTENTION_KEY, _attention_forward)
-    if ATTENTION_KEY not in ALL_MASK_ATTENTION_FUNCTIONS:
-        AttentionMaskInterface.register(ATTENTION_KEY, _mask)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsearch.errors import InputError
+from hsearch.errors import ClusterError, HsearchError, InputError
 from hsearch.types import Encoded
 
 log = logging.getLogger("hsearch")
@@ -44,8 +44,10 @@ class _Replica:
         self.encoder = load_encoder(model, long_context=long_context, long_context_length=long_context_length,
                                     threads=threads)
         if self.encoder.spec.fingerprint != fingerprint:
-            raise RuntimeError(f"the Ray worker's {model!r} is not the driver's (fingerprint "
-                               f"{self.encoder.spec.fingerprint} != {fingerprint}); install the same model files there")
+            raise ClusterError(f"the Ray workers' model {model!r} has other files than this machine's "
+                               f"(fingerprint {self.encoder.spec.fingerprint} != {fingerprint}), so their vectors "
+                               f"would differ; give every Ray node the same files for {model} and the same hsearch "
+                               "version, or index without --ray")
         self.want = want
 
     def __call__(self, rows):
@@ -118,7 +120,10 @@ class RayBatches:
         ds = ds.map_batches(_Replica, fn_constructor_kwargs={**self.args, "want": (dense, sparse, colbert)},
                             batch_size=1, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=self.actors), **resources)
-        ds.write_parquet(str(shards))
+        try:
+            ds.write_parquet(str(shards))
+        except Exception as e:
+            raise _worker_error(e) or e
         table = pq.read_table(shards)  # every shard of this commit
         out = [[None] * len(batch) for batch in batches]
         cols = {c: table.column(c).to_pylist() for c in table.column_names}
@@ -127,8 +132,22 @@ class RayBatches:
         shutil.rmtree(shards, ignore_errors=True)  # loaded into the collection's stores by the writer
         missing = sum(x is None for batch in out for x in batch)
         if missing:
-            raise RuntimeError(f"Ray returned no encoding for {missing} texts; see the Ray logs")
+            raise ClusterError(f"Ray returned no encoding for {missing} texts; see the Ray logs for the failed "
+                               "workers, then run the same index command again (committed documents are not "
+                               "encoded again)")
         return out
+
+
+def _worker_error(e: BaseException) -> HsearchError | None:
+    """The hsearch error a Ray worker raised, out of the exceptions Ray wraps it in (its `cause`, or the
+    Python chain), so the CLI prints its message instead of a remote traceback."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__module__ == HsearchError.__module__:  # ours, not a Ray class deriving from it
+            return e
+        e = getattr(e, "cause", None) or e.__cause__ or e.__context__
+    return None
 
 
 def _encoded(cols: dict, j: int) -> Encoded:

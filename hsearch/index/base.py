@@ -7,7 +7,8 @@ Ids are int64 chunk ids, global to the collection. `search` returns the best `k`
 segment with their scores, best first, never more than exist; `allow` (a callable mapping an int64
 array of ids to a bool mask) removes deleted or filtered chunks *before* the top-k is cut.
 `score` returns the signal's score for given ids (0 for ids the segment lacks where that is the
-signal's natural value).
+signal's natural value). The multi-vector store only scores: ColBERT never retrieves on its own
+(query/plan.py), it re-ranks what the other signals found.
 """
 from __future__ import annotations
 

@@ -13,14 +13,17 @@ made on the host; other codes (PQ) pass a `decode` callable that runs on the dev
 Work is cut into document chunks of at most `max_elements` decoded floats, so memory stays bounded
 whatever the candidate count (and, on CPU, the chunk stays in cache).
 
-No device probing happens at import time; `device=None` resolves on each call.
+No device probing happens at import time, and torch is imported by the functions that use it (so
+opening a collection for a dense-only query never loads it); `device=None` resolves on each call.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["maxsim", "maxsim_reference", "resolve_device"]
 
@@ -33,12 +36,16 @@ _CUDA_MAX_ELEMENTS = 1 << 28
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """None or "auto" -> cuda when available, else cpu; anything else is passed to torch.device."""
+    import torch
+
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
 def _as_tensor(x) -> torch.Tensor:
+    import torch
+
     if isinstance(x, torch.Tensor):
         return x
     arr = np.asarray(x)
@@ -83,6 +90,8 @@ def maxsim(
     dtype:      matmul dtype; default float32 on CPU, float16 on CUDA. Max and mean are float32.
     Returns a float32 tensor (n,) on `device`.
     """
+    import torch
+
     dev = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if dev.type == "cuda" else torch.float32

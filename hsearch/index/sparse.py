@@ -51,6 +51,7 @@ import numpy as np
 
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.base import Allow
+from hsearch.index.kernels import ranges, top_k
 
 FORMAT, VERSION, SCALE = "hsearch.sparse", 1, 100
 _ARRAYS = ("ids", "terms", "term_ptr", "post_docs", "post_weights", "doc_ptr", "doc_terms", "doc_weights")
@@ -145,32 +146,6 @@ def _term_max(post_weights: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(np.asarray(post_weights), np.asarray(starts, np.int64))
 
 
-def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, e) over the pairs, without a Python loop."""
-    lengths = ends - starts
-    offsets = np.cumsum(lengths) - lengths
-    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - offsets, lengths)
-
-
-def _ranges_reference(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.arange(s, e, dtype=np.int64) for s, e in zip(starts, ends)] + [np.empty(0, np.int64)])
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores, best first; ties go to the smaller index."""
-    if k < len(scores):
-        # argpartition finds the k-th best value; keep every score reaching it so ties sort by index.
-        kth = scores[np.argpartition(-scores, k - 1)[:k]].min()
-        idx = np.flatnonzero(scores >= kth)
-    else:
-        idx = np.arange(len(scores))
-    return idx[np.lexsort((idx, -scores[idx]))[:k]]
-
-
-def _top_k_reference(scores: np.ndarray, k: int) -> np.ndarray:
-    return np.array(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:max(k, 0)], np.int64)
-
-
 def _query_arrays(query: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
     """Query token ids ascending (fixes the float summation order) with their float64 weights."""
     t = np.fromiter(query.keys(), np.int64, len(query))
@@ -254,7 +229,7 @@ class SparseReader:
             found = self._search_exhaustive(qw, lo, hi, allow)
         pos, acc = found
         scores = (acc / self.scale).astype(np.float32)
-        best = _top_k(scores, k)  # pos ascends, and position order == id order: ties go to the smaller id
+        best = top_k(scores, k)  # pos ascends, and position order == id order: ties go to the smaller id
         return self._ids[pos[best]].astype(np.int64), scores[best]
 
     def _postings(self, sel: np.ndarray, lo: np.ndarray, hi: np.ndarray, qw: np.ndarray):
@@ -280,7 +255,7 @@ class SparseReader:
         """float64 scores of doc positions `pos` through the forward index. Each doc's terms are added
         in ascending token order, from 0.0, as the inverted paths do: the sums are bitwise equal."""
         lo, hi = self._dp[pos], self._dp[pos + 1]
-        span = _ranges(lo, hi)
+        span = ranges(lo, hi)
         t = self._dt[span]
         j = np.searchsorted(qt, t)
         np.minimum(j, len(qt) - 1, out=j)

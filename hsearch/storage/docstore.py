@@ -17,19 +17,15 @@ from hsearch.errors import CollectionError, InputError
 
 
 class DocStore:
-    def __init__(self, path: Path, readonly: bool = False):
+    def __init__(self, path: Path):
         try:
-            if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            else:
-                conn = sqlite3.connect(str(path), check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")  # readers keep a snapshot while a writer commits
+            conn = sqlite3.connect(str(path), check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")  # readers keep a snapshot while a writer commits
             self.db = sqlite_utils.Database(conn)
             self.db.execute("select 1 from sqlite_master limit 1").fetchall()
         except sqlite3.DatabaseError as e:
             raise CollectionError(f"document store {path} is unreadable ({e}); rebuild the collection") from None
-        if not readonly:
-            self._create()
+        self._create()
 
     def _create(self):
         if "docs" not in self.db.table_names():
