@@ -91,7 +91,13 @@ def export(encoder, out: Path) -> Path:
         except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; any means "stay on torch"
             raise ExportError(f"could not export {encoder.spec.name} to ONNX ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
-        diff = _check(tmp / GRAPHS["fp32"], table[ids], mask, reference)
+        try:
+            diff = _check(tmp / GRAPHS["fp32"], table[ids], mask, reference)
+        except ExportError:
+            raise
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime could not run the graph (an operator it lacks, ...)
+            raise ExportError(f"could not run {encoder.spec.name}'s exported graph in ONNX Runtime "
+                              f"({type(e).__name__}: {str(e)[:200]})") from e
         heads = {}
         for name, lin in (("sparse", encoder.sparse_linear), ("colbert", encoder.colbert_linear)):
             if lin is not None:
