@@ -1,4 +1,4 @@
-"""Documents, chunks and metadata in SQLite (through sqlite-utils).
+"""Documents, chunks and metadata in SQLite (tables made and rows inserted through sqlite-utils).
 
 Rows are only ever added by a writer; which rows are live is decided by the manifest (a row's
 segment must be listed and its doc row not tombstoned). Rows left by an interrupted run are
@@ -11,7 +11,6 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
 from hsearch.errors import CollectionError, InputError
 
@@ -21,29 +20,39 @@ class DocStore:
         try:
             conn = sqlite3.connect(str(path), check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")  # readers keep a snapshot while a writer commits
-            self.db = sqlite_utils.Database(conn)
-            self.db.execute("select 1 from sqlite_master limit 1").fetchall()
+            conn.execute("select 1 from sqlite_master limit 1").fetchall()
+            self.conn = conn
         except sqlite3.DatabaseError as e:
             raise CollectionError(f"document store {path} is unreadable ({e}); rebuild the collection") from None
         self._create()
 
+    @property
+    def db(self):
+        """sqlite-utils over the same connection, for writes; imported only then (it pulls in pandas where that
+        is installed: a quarter of a second that a query process does not need)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
     def _create(self):
-        if "docs" not in self.db.table_names():
-            self.db["docs"].create({"row": int, "doc_id": str, "segment": str, "source": str, "path": str,
+        if not self.conn.execute("select 1 from sqlite_master where type='table' and name='docs'").fetchall():
+            db = self.db
+            db["docs"].create({"row": int, "doc_id": str, "segment": str, "source": str, "path": str,
                                     "title": str, "hash": str, "metadata": str, "n_chunks": int}, pk="row")
-            self.db["docs"].create_index(["doc_id"])
-            self.db["chunks"].create({"chunk_id": int, "doc_row": int, "chunk_no": int, "text": str,
+            db["docs"].create_index(["doc_id"])
+            db["chunks"].create({"chunk_id": int, "doc_row": int, "chunk_no": int, "text": str,
                                       "start": int, "end": int}, pk="chunk_id")
-            self.db["chunks"].create_index(["doc_row"])
+            db["chunks"].create_index(["doc_row"])
 
     def next_doc_row(self) -> int:
-        row = self.db.execute("select max(row) from docs").fetchone()[0]
+        row = self.conn.execute("select max(row) from docs").fetchone()[0]
         return (row or 0) + 1
 
     def insert(self, docs: list[dict], chunks: list[dict]) -> None:
-        with self.db.conn:
-            self.db["docs"].insert_all(docs, batch_size=1000)
-            self.db["chunks"].insert_all(chunks, batch_size=1000)
+        db = self.db
+        with self.conn:
+            db["docs"].insert_all(docs, batch_size=1000)
+            db["chunks"].insert_all(chunks, batch_size=1000)
 
     def live_docs(self, segments: list[str], deleted_rows: np.ndarray) -> dict[str, tuple[int, str, str]]:
         """{doc_id: (row, hash, source)} of live documents."""
@@ -52,7 +61,7 @@ class DocStore:
         marks = ",".join("?" * len(segments))
         dead = set(deleted_rows.tolist())
         sql = f"select row, doc_id, hash, source from docs where segment in ({marks})"
-        return {d: (r, h, src) for r, d, h, src in self.db.execute(sql, list(segments)) if r not in dead}
+        return {d: (r, h, src) for r, d, h, src in self.conn.execute(sql, list(segments)) if r not in dead}
 
     def chunk_ids_of_rows(self, rows) -> np.ndarray:
         rows = list(rows)
@@ -60,7 +69,7 @@ class DocStore:
         for s in range(0, len(rows), 900):
             part = rows[s:s + 900]
             marks = ",".join("?" * len(part))
-            out += [r[0] for r in self.db.execute(f"select chunk_id from chunks where doc_row in ({marks})", part)]
+            out += [r[0] for r in self.conn.execute(f"select chunk_id from chunks where doc_row in ({marks})", part)]
         return np.asarray(out, dtype=np.int64)
 
     def chunks(self, chunk_ids) -> dict[int, dict]:
@@ -72,7 +81,7 @@ class DocStore:
             marks = ",".join("?" * len(part))
             sql = (f"select c.chunk_id, c.chunk_no, c.text, d.doc_id, d.path, d.title, d.metadata, d.row "
                    f"from chunks c join docs d on d.row = c.doc_row where c.chunk_id in ({marks})")
-            for cid, no, text, doc_id, path, title, meta, row in self.db.execute(sql, part):
+            for cid, no, text, doc_id, path, title, meta, row in self.conn.execute(sql, part):
                 out[cid] = {"chunk_no": no, "text": text, "doc_id": doc_id, "path": path, "title": title,
                             "metadata": json.loads(meta or "{}"), "row": row}
         return out
@@ -103,7 +112,7 @@ class DocStore:
                 raise InputError(f"unknown --where operator {op!r}; use = != < > <= >= or ~ (glob)")
         sql = "select c.chunk_id from chunks c join docs d on d.row = c.doc_row where " + " and ".join(clauses)
         try:
-            ids = [r[0] for r in self.db.execute(sql, args)]
+            ids = [r[0] for r in self.conn.execute(sql, args)]
         except sqlite3.OperationalError as e:
             raise InputError(f"bad --where filter ({e})") from None
         return np.asarray(sorted(ids), dtype=np.int64)
@@ -111,7 +120,7 @@ class DocStore:
     def delete_rows_not_in(self, segments: list[str]) -> None:
         """Remove rows of interrupted runs (their segment never reached the manifest)."""
         marks = ",".join("?" * len(segments)) or "''"
-        with self.db.conn:
-            self.db.execute(f"delete from chunks where doc_row in (select row from docs where segment not in ({marks}))",
+        with self.conn:
+            self.conn.execute(f"delete from chunks where doc_row in (select row from docs where segment not in ({marks}))",
                             segments)
-            self.db.execute(f"delete from docs where segment not in ({marks})", segments)
+            self.conn.execute(f"delete from docs where segment not in ({marks})", segments)
