@@ -294,10 +294,11 @@ def models():
 @_long_context_options
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_precision_options
 @_handle_errors
 def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights, normalize, doc_score, whole_weight,
           collection, sweep_weights, sweep_split, synthetic, lengths, seed, write_dir, max_chunks, long_context,
-          long_context_length, as_json, quiet):
+          long_context_length, as_json, quiet, precision, runtime):
     """Score modes on a BEIR folder (nDCG@10, Recall@100, MRR@10) or a synthetic task (Acc@1)."""
     from pathlib import Path
 
@@ -328,7 +329,8 @@ def eval_(dataset, mode, model, split, limit_queries, k, depth, fusion, weights,
         result = evaluate(dataset, modes, model=model, split=split, k=k, limit_queries=limit_queries,
                           collection_dir=collection, fusion=fusion, weights=weights, normalize=normalize,
                           depth=depth, config=config, sweep=sweep_weights, sweep_split=sweep_split,
-                          progress=progress, doc_score=doc_score, whole_weight=whole_weight)
+                          progress=progress, doc_score=doc_score, whole_weight=whole_weight, precision=precision,
+                          runtime=runtime)
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return

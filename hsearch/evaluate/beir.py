@@ -90,13 +90,16 @@ def score(run: dict, qrels: dict, measures: dict = MEASURES) -> dict[str, float]
 
 
 def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | None = None,
-                    collection_dir: str | Path | None = None, progress: bool = False):
+                    collection_dir: str | Path | None = None, progress: bool = False,
+                    precision: str | None = None, runtime: str | None = None):
     """Open (or build) the collection for `corpus` and re-sync it (a no-op when nothing changed).
 
-    Default folder: $HSEARCH_CACHE/eval/<hash of model fingerprint, settings, corpus path>, so any
-    dataset folder that shares a corpus file (even through a symlink) shares the collection.
+    Default folder: $HSEARCH_CACHE/eval/<hash of model fingerprint, settings, corpus path, and how the
+    documents are encoded when that is not torch fp32>, so any dataset folder that shares a corpus file
+    (even through a symlink) shares the collection. `precision` / `runtime`: hsearch/encode/precision.py.
     """
     from hsearch.encode.loader import _fingerprint, resolve_model_dir
+    from hsearch.encode.precision import choose
     from hsearch.engine import open_collection
     from hsearch.storage.manifest import MANIFEST
 
@@ -105,7 +108,7 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
     corpus = Path(corpus).expanduser().resolve()
     if collection_dir is not None and config is None and (Path(collection_dir).expanduser() / MANIFEST).exists():
         # A collection the user built (e.g. `hsearch index --colbert-codec float32`): its own settings hold.
-        col = open_collection(collection_dir, model=model)
+        col = open_collection(collection_dir, model=model, precision=precision, runtime=runtime)
     else:
         config = config or CollectionConfig()
         config = replace(config, model=model or config.model)
@@ -114,10 +117,15 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
             # (with a default that keeps the old behaviour) does not orphan every cached collection.
             default = CollectionConfig().to_dict()
             settings = {k: v for k, v in config.to_dict().items() if k == "model" or v != default[k]}
-            key = json.dumps([_fingerprint(resolve_model_dir(config.model)), settings, str(corpus)], sort_keys=True)
+            key = [_fingerprint(resolve_model_dir(config.model)), settings, str(corpus)]
+            encoding = str(choose(precision, runtime, "documents"))  # bf16 vectors are not fp32's
+            if encoding != "torch/fp32":  # left out for fp32: the collections cached before stay valid
+                key.append(encoding)
+            key = json.dumps(key, sort_keys=True)
             root = Path(os.environ.get("HSEARCH_CACHE") or Path.home() / ".cache" / "hsearch")
             collection_dir = root / "eval" / hashlib.sha256(key.encode()).hexdigest()[:16]
-        col = open_collection(collection_dir, create=True, model=config.model, config=config)
+        col = open_collection(collection_dir, create=True, model=config.model, config=config, precision=precision,
+                              runtime=runtime)
     col.index(corpus, progress=progress)
     return col
 
@@ -226,7 +234,7 @@ def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None
              fusion: str = "weighted", weights: str | dict | None = None, normalize: str | None = None,
              depth: int | None = None, config: CollectionConfig | None = None, sweep: bool = False,
              sweep_split: str | None = None, progress: bool = False, doc_score: str | None = None,
-             whole_weight: float = 0.5) -> dict[str, dict]:
+             whole_weight: float = 0.5, precision: str | None = None, runtime: str | None = None) -> dict[str, dict]:
     """{mode: {"nDCG@10", "Recall@100", "MRR@10"}} for each mode string (as given) on `split`.
 
     With sweep=True each fused mode's weights are tuned on `sweep_split` (default: dev if present,
@@ -248,7 +256,7 @@ def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None
             raise InputError(f"refusing to sweep weights on the evaluation split {split!r}: tuned scores would "
                              "be optimistic; pass --sweep-split with another split")
         dev = load_beir(dataset_dir, sweep_split, limit_queries)
-    col = eval_collection(data.corpus, model, config, collection_dir, progress)
+    col = eval_collection(data.corpus, model, config, collection_dir, progress, precision, runtime)
     tuned = {}
     if dev is not None:
         for m in modes:
