@@ -1,4 +1,5 @@
 # Two commands for a fresh machine: `make demo` (index the sample corpus, run queries) and `make test`.
+SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,10 +23,11 @@ $(VENV)/.test-deps: $(BIN)/hsearch
 
 setup-test: $(VENV)/.test-deps
 
+# Each query is a whole new process (imports, model, collection): `time` shows what a user waits for.
 demo: setup
 	$(BIN)/hsearch index examples/corpus --collection $(COL)
-	$(BIN)/hsearch query "how much do cats sleep?" --collection $(COL) --mode dense+sparse -k 3
-	$(BIN)/hsearch query "Wie lange schlafen Katzen?" --collection $(COL) --mode all -k 3 --explain
+	time $(BIN)/hsearch query "how much do cats sleep?" --collection $(COL) --mode dense+sparse -k 3
+	time $(BIN)/hsearch query "Wie lange schlafen Katzen?" --collection $(COL) --mode all -k 3 --explain
 
 test: setup-test
 	$(BIN)/python -m pytest -q

@@ -139,7 +139,9 @@ class Collection:
 
                 want = choose(self._precision, self._runtime, "queries", self._device)
                 loaded = self._encoder
-                same = loaded is not None and (want.runtime, want.precision) == (loaded.runtime, loaded.precision)
+                # an encoder without runtime/precision (an application's own object) serves queries too
+                same = loaded is not None and (want.runtime, want.precision) == (
+                    getattr(loaded, "runtime", want.runtime), getattr(loaded, "precision", want.precision))
                 self._query_encoder = loaded if same else self._load("queries")
         return self._query_encoder
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hsearch.errors import CollectionError, InputError
-from hsearch.index.maxsim import maxsim, maxsim_reference
+from hsearch.index.maxsim import maxsim, maxsim_numpy, maxsim_reference, use_torch
 from hsearch.index.mv_codecs import Int8Codec, get_codec
 from hsearch.index.multivector import open_multivector, write_multivector
 
@@ -92,6 +92,38 @@ def test_maxsim_int8_scales_and_empty_docs():
         maxsim(q, enc["codes"], off)  # int8 without scales
     with pytest.raises(ValueError):
         maxsim(q, x, off[:-1])  # offsets do not cover the tokens
+
+
+@pytest.mark.parametrize("max_elements", [1, 64 * 7, 1 << 21])
+def test_maxsim_numpy_matches_reference_and_torch(max_elements):
+    """The CPU query path's kernel (no torch import): empty documents, chunks cutting anywhere."""
+    rng = np.random.default_rng(11)
+    dim = 64
+    docs = random_docs(rng, 13, dim)
+    docs[0], docs[5], docs[-1] = docs[0][:0], docs[5][:1], docs[-1][:0]
+    x, off = flat(docs)
+    q = unit(rng.standard_normal((7, dim)))
+    got = maxsim_numpy(q, x, off, max_elements=max_elements)
+    np.testing.assert_allclose(got, maxsim_reference(q, docs), atol=1e-5)
+    np.testing.assert_allclose(got, maxsim(q, x, off, device=CPU).numpy(), atol=1e-5)
+    assert got[0] == 0 and got[-1] == 0 and got.dtype == np.float32
+    assert maxsim_numpy(q, x[:0], np.zeros(1, np.int64)).shape == (0,)
+
+
+def test_reader_scores_the_same_on_numpy_and_torch(tmp_path, monkeypatch):
+    import hsearch.index.multivector as mv
+
+    rng = np.random.default_rng(5)
+    docs = random_docs(rng, 30, 32)
+    write_multivector(tmp_path / "s", np.arange(30) * 3, docs, codec="int8")
+    q = unit(rng.standard_normal((4, 32)))
+    ids = np.array([0, 3, 4, 87, 30, 3])  # 4 is not stored; 3 twice
+    on_torch = open_multivector(tmp_path / "s", device="cpu").score(q, ids)
+    assert not use_torch(None) or torch.cuda.is_available() or __import__("os").path.exists("/dev/nvidia0")
+    monkeypatch.setattr(mv, "use_torch", lambda device: False)
+    on_numpy = open_multivector(tmp_path / "s").score(q, ids)
+    np.testing.assert_allclose(on_numpy, on_torch, atol=1e-5)
+    assert on_numpy[2] == 0 and on_numpy[1] == on_numpy[5] and on_numpy[0] > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

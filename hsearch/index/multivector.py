@@ -29,7 +29,7 @@ import numpy as np
 
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.kernels import ranges
-from hsearch.index.maxsim import maxsim, resolve_device
+from hsearch.index.maxsim import maxsim, maxsim_numpy, resolve_device, use_torch
 from hsearch.index.mv_codecs import codec_files, get_codec
 
 if TYPE_CHECKING:  # torch is imported where MaxSim runs: opening a collection must not pay for it
@@ -228,29 +228,27 @@ class MultiVectorReader:
 
     # -- scoring
 
-    def _query(self, query) -> torch.Tensor:
-        import torch
-
-        if isinstance(query, torch.Tensor):
-            q = query.float()
-        else:
-            q = torch.from_numpy(np.array(query, np.float32, ndmin=2))
-        if q.ndim == 1:
-            q = q[None, :]
+    def _query(self, query) -> np.ndarray:
+        if type(query).__module__.startswith("torch"):
+            query = query.detach().float().cpu().numpy()
+        q = np.array(query, np.float32, ndmin=2)
         if q.ndim != 2 or q.shape[0] == 0 or (q.shape[1] != self.dim and len(self) > 0):
             raise InputError(f"query must be (nq >= 1, {self.dim}) token vectors, got shape {tuple(q.shape)}")
-        if not torch.isfinite(q).all():
+        if not np.isfinite(q).all():
             raise InputError("query contains NaN or inf")
         return q
 
-    def _score_rows(self, q: torch.Tensor, rows: np.ndarray, max_tokens: int) -> np.ndarray:
+    def _score_rows(self, q: np.ndarray, rows: np.ndarray, max_tokens: int) -> np.ndarray:
         """MaxSim of the documents at `rows`, decoded on the device in chunks of ~max_tokens tokens."""
-        import torch
-
         out = np.zeros(len(rows), np.float32)
         if len(rows) == 0:
             return out
+        if not use_torch(self.device):  # a CPU-only process: numpy, no torch import
+            return self._score_rows_numpy(q, rows, max_tokens)
+        import torch
+
         dev = resolve_device(self.device)
+        q = torch.from_numpy(q)
         off = np.asarray(self.offsets)
         lengths = off[rows + 1] - off[rows]
         cum = np.concatenate([[0], np.cumsum(lengths)])
@@ -265,11 +263,24 @@ class MultiVectorReader:
             r0 = r1
         return out
 
+    def _score_rows_numpy(self, q: np.ndarray, rows: np.ndarray, max_tokens: int) -> np.ndarray:
+        out = np.zeros(len(rows), np.float32)
+        off = np.asarray(self.offsets)
+        cum = np.concatenate([[0], np.cumsum(off[rows + 1] - off[rows])])
+        r0 = 0
+        while r0 < len(rows):
+            r1 = min(max(int(np.searchsorted(cum, cum[r0] + max_tokens, side="right")) - 1, r0 + 1), len(rows))
+            codes, sub_off = self._gather(rows[r0:r1])
+            out[r0:r1] = maxsim_numpy(q, self.codec.decode(codes), sub_off)
+            r0 = r1
+        return out
+
     def _max_tokens(self) -> int:
         # tokens gathered from the memory map per kernel call: 2**25 elements (32 MiB of int8 codes,
         # 128 MiB once decoded) on CPU, where the kernel then works in cache-sized pieces; 8x more
         # on CUDA so a typical re-ranking (1000 x 300 tokens) is one or two passes.
-        elements = (1 << 28) if resolve_device(self.device).type == "cuda" else (1 << 25)
+        cuda = use_torch(self.device) and resolve_device(self.device).type == "cuda"
+        elements = (1 << 28) if cuda else (1 << 25)
         return max(1, elements // max(self.dim, 1))
 
     def score(self, query, ids: np.ndarray) -> np.ndarray:
