@@ -1,9 +1,12 @@
 """The benchmark scripts' small variants run end to end (no ../shared, no network), so they cannot rot.
 
-They print measurements, which are not checked here; what is checked is that each script runs and
-writes the table it promises.
+Timings are not checked (they depend on the machine); what is checked is that each script runs, writes
+the table it promises, and that the values in it are the right ones where they are determined (bytes per
+token of each codec, an exact codec's error, nDCG deltas against the reference, counts) and agree with
+each other (ratios against the columns they are computed from).
 """
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,35 +40,99 @@ def beir(tmp_path):
     return root
 
 
-def test_quality_script(tmp_path, beir, tiny_bgem3):
+def cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_quality_script(tmp_path, beir, tiny_bgem3, monkeypatch):
     out = tmp_path / "q.md"
     run("quality.py", "--datasets", beir, "--model", tiny_bgem3, "--modes", "bm25,dense,all", "--out", out,
         tmp_path=tmp_path)
-    table = out.read_text()
-    assert all(f"| beir | hsearch {m} |" in table for m in ("bm25", "dense", "all"))
+    rows = {c[1]: c for c in map(cells, out.read_text().splitlines()) if c[0] == "beir"}
+    assert {"hsearch bm25", "hsearch dense", "hsearch all"} <= set(rows), rows
+    # each row is evaluate()'s result on the same cached collection, printed to 4 decimals
+    monkeypatch.setenv("HSEARCH_CACHE", str(tmp_path / "cache"))
+    from hsearch.evaluate.beir import evaluate
+
+    got = evaluate(beir, ["bm25", "dense", "all"], model=str(tiny_bgem3))
+    assert len(list((tmp_path / "cache" / "eval").iterdir())) == 1  # the script's collection, reused
+    for mode, scores in got.items():
+        assert [float(x) for x in rows[f"hsearch {mode}"][2:5]] == \
+            [round(scores[m], 4) for m in ("nDCG@10", "Recall@100", "MRR@10")], mode
+    assert rows["hsearch bm25"][2:5] == ["1.0000"] * 3  # each query's words name its one document
 
 
 def test_colbert_codecs_script(tmp_path, beir, tiny_bgem3):
+    from hsearch.evaluate.beir import evaluate
+
     col = open_collection(tmp_path / "f32", create=True, model=str(tiny_bgem3),
                           config=CollectionConfig(colbert_codec="float32"))
     col.index(beir / "corpus.jsonl")
     out = tmp_path / "c.md"
-    run("bench_colbert_codecs.py", "--collection", tmp_path / "f32", "--dataset", beir, "--codecs", "float32,int8",
-        "--latency-queries", 3, "--out", out, tmp_path=tmp_path)
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| float32 ") or line.startswith("| int8 ")]
-    assert len(rows) == 2 and "(+0.0000)" in rows[0]
+    run("bench_colbert_codecs.py", "--collection", tmp_path / "f32", "--dataset", beir,
+        "--codecs", "float32,float16,int8", "--latency-queries", 3, "--out", out, tmp_path=tmp_path)
+    text = out.read_text()
+    rows = {c[0]: c for c in map(cells, text.splitlines()) if c[0] in ("float32", "float16", "int8")}
+    assert list(rows) == ["float32", "float16", "int8"], text
+    dim = col.encoder.colbert_dim
+    # bytes per token: 4 per float32 value, 2 per float16 value, 1 per int8 value + a float16 scale
+    assert [float(rows[c][1]) for c in rows] == [4 * dim, 2 * dim, dim + 2]
+    tokens = int(re.search(r"; ([\d,]+) token vectors\)", text).group(1).replace(",", ""))
+    assert tokens > 60  # every document has several tokens
+    # the float32 copy scores as the collection it was copied from; deltas are against it
+    ref = evaluate(beir, ["colbert", "all"], collection_dir=tmp_path / "f32")
+    for codec, row in rows.items():
+        for col_i, mode in ((4, "colbert"), (5, "all")):
+            value, delta = re.fullmatch(r"([\d.]+) \(([+-][\d.]+)\)", row[col_i]).groups()
+            assert 0.0 <= float(value) <= 1.0
+            assert float(value) - float(rows["float32"][col_i].split()[0]) == pytest.approx(float(delta), abs=1e-4)
+            if codec == "float32":
+                assert float(value) == pytest.approx(ref[mode]["nDCG@10"], abs=5e-5) and delta == "+0.0000"
+            else:  # near-lossless codecs on the same candidates
+                assert abs(float(delta)) <= 0.05, (codec, mode, row)
+        assert float(row[6]) >= 0  # ms per query: a number
 
 
 def test_encode_script(tmp_path, tiny_bgem3):
-    assert "throughput ratio tokens/fixed" in run("bench_encode.py", "--quick", "--model", tiny_bgem3, tmp_path=tmp_path)
+    out = run("bench_encode.py", "--quick", "--model", tiny_bgem3, tmp_path=tmp_path)
+    rows = [cells(line) for line in out.splitlines() if line.startswith("| tokens") or line.startswith("| fixed")]
+    assert len(rows) == 2, out
+    texts, tokens = map(int, re.search(r"; (\d+) texts, (\d+) tokens;", out).groups())
+    assert texts > 0 and tokens >= texts
+    # both batchings encode the same texts, so texts/s : tokens/s is the same ratio in both rows
+    for _, texts_s, tokens_s, rss in rows:
+        assert float(tokens_s) / float(texts_s) == pytest.approx(tokens / texts, rel=0.01) and float(rss) > 0
+    # the ratio line is the tokens/s column's ratio, up to the printed rounding (tokens/s to 1, ratio to 0.01)
+    ratio = float(re.search(r"throughput ratio tokens/fixed: ([\d.]+)x", out).group(1))
+    assert ratio == pytest.approx(float(rows[0][2]) / float(rows[1][2]), rel=0.01, abs=0.006)
 
 
 def test_maxsim_script(tmp_path):
     out = run("bench_maxsim.py", "--candidates", 20, "--tokens", 16, "--dims", 32, "--nq", 4, "--repeats", 1,
-              "--codecs", "int8,float16", "--device", "cpu", tmp_path=tmp_path)
-    assert "int8" in out
+              "--codecs", "float32,int8,float16", "--device", "cpu", tmp_path=tmp_path)
+    rows = {r[1]: r for r in (line.split() for line in out.splitlines()) if len(r) == 10 and r[0] == "32"}
+    assert set(rows) == {"float32", "int8", "float16"}, out
+    bytes_per_token = {c: float(r[2]) for c, r in rows.items()}
+    assert bytes_per_token == {"float32": 128, "int8": 34, "float16": 64}
+    assert {int(r[4]) for r in rows.values()} == {20} and len({r[5] for r in rows.values()}) == 1  # same tokens
+    assert 20 * 4 <= int(rows["int8"][5]) <= 20 * 16 * 4  # 20 candidates of ~16 tokens
+    err = {c: float(r[9]) for c, r in rows.items()}  # mean |score - exact MaxSim|
+    assert err["float32"] < 1e-5 and err["float16"] < 1e-3 and err["int8"] < 1e-2
+    assert err["int8"] > 1e-5 and err["int8"] > 3 * err["float16"]  # lossy: measured against exact float32 MaxSim
+    assert all(float(x) >= 0 for r in rows.values() for x in r[6:9])  # timings: numbers (0.0 on a fast machine)
 
 
 def test_sparse_script(tmp_path):
     out = run("bench_sparse.py", "--docs", 2000, "--vocab", 5000, "--queries", 10, "--repeats", 1, tmp_path=tmp_path)
-    assert "ms" in out
+    docs, per_doc = re.search(r"generated (\d+) docs \(([\d.]+) terms/doc\)", out).groups()
+    postings, terms = map(int, re.search(r"\((\d+) postings, (\d+) terms,", out).groups())
+    assert int(docs) == 2000 and abs(postings - 2000 * float(per_doc)) <= 2000 * 0.05 and 0 < terms <= 5000
+    assert "pruned == exhaustive top-10 on 10/10 queries" in out
+    med = {}
+    for path, median, hits in re.findall(r"search top-10 +(\w+): median ([\d.]+) ms .*\(([\d.]+) hits/query\)", out):
+        med[path] = float(median)
+        assert float(hits) == 10.0
+    assert set(med) == {"pruned", "exhaustive"} and min(med.values()) > 0
+    # the speed-up is exhaustive / pruned, up to the printed rounding (medians to 0.001 ms, ratio to 0.01)
+    wall = float(re.search(r"median speed-up of pruning: ([\d.]+)x wall", out).group(1))
+    assert wall == pytest.approx(med["exhaustive"] / med["pruned"], rel=0.02, abs=0.006)
