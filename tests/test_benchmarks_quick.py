@@ -6,6 +6,7 @@ token of each codec, an exact codec's error, nDCG deltas against the reference, 
 each other (ratios against the columns they are computed from).
 """
 import json
+import math
 import re
 import subprocess
 import sys
@@ -136,3 +137,94 @@ def test_sparse_script(tmp_path):
     # the speed-up is exhaustive / pruned, up to the printed rounding (medians to 0.001 ms, ratio to 0.01)
     wall = float(re.search(r"median speed-up of pruning: ([\d.]+)x wall", out).group(1))
     assert wall == pytest.approx(med["exhaustive"] / med["pruned"], rel=0.02, abs=0.006)
+
+
+def pieces_beir(root, first=3, last=2):
+    """A BEIR folder in the tiny model's own vocabulary (its tokenizer was trained on these sentences),
+    so dense, sparse and multi-vector scores differ from document to document: every ordered pair of
+    two distinct sentences is a document, a query takes words of both."""
+    from tiny_model import CORPUS
+
+    s = list(dict.fromkeys(CORPUS))
+    pairs = [(i, j) for i in range(len(s)) for j in range(len(s)) if i < j]
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}-{j}", "title": "", "text": f"{s[i]} {s[j]}"})
+                                               + "\n" for i, j in pairs))
+    asked = [(i, j) for i, j in pairs if (7 * i + j) % 4 == 0]
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}-{j}", "text": " ".join(
+        s[i].split()[:first] + s[j].split()[-last:])}) + "\n" for i, j in asked))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}-{j}\td{i}-{j}\t1\n"
+                                                                                      for i, j in asked))
+    return root
+
+
+def test_sweep_sparse_weight_script(tmp_path, tiny_bgem3, monkeypatch):
+    a, b = pieces_beir(tmp_path / "a" / "beir"), pieces_beir(tmp_path / "b" / "beir", first=2, last=3)
+    out = tmp_path / "sweep.md"
+    run("sweep_sparse_weight.py", "--model", tiny_bgem3, "--datasets", f"{a},{b}", "--memo", tmp_path / "memo",
+        "--out", out, tmp_path=tmp_path)
+    text = out.read_text()
+    assert "| signal | a/beir | b/beir | mean |" in text, text
+    rows = {c[0]: [float(x) for x in c[1:]] for c in map(cells, text.splitlines()[4:]) if len(c) == 4}
+    grid = [f"{m}, sparse={w}" for m in ("dense+sparse", "all") for w in ("0", "0.025", "0.05", "0.1", "0.2", "0.4")]
+    assert list(rows) == ["dense", "sparse"] + grid
+    for r in rows.values():
+        assert all(0 <= x <= 1 for x in r) and r[2] == pytest.approx((r[0] + r[1]) / 2, abs=1e-4)  # the mean column
+    assert rows["dense+sparse, sparse=0"] == rows["dense"]  # a zero weight leaves dense alone
+    assert len({tuple(v) for v in rows.values()}) > 3  # the signals differ on this data: the sweep can show something
+    # the dense and sparse rows are what evaluate() gives on a collection built the ordinary way
+    monkeypatch.setenv("HSEARCH_CACHE", str(tmp_path / "cache"))
+    from hsearch.evaluate.beir import evaluate
+
+    for col_i, folder in enumerate((a, b)):
+        got = evaluate(folder, ["dense", "sparse"], model=str(tiny_bgem3))
+        assert [rows["dense"][col_i], rows["sparse"][col_i]] == [round(got[m]["nDCG@10"], 4) for m in ("dense", "sparse")]
+
+
+def bm25_rank_bounds(beir, model):
+    """Best and worst rank of each query's one relevant document under BM25 (k1 1.2, b 0.75) over the
+    model tokenizer's pieces, computed here from the definition: IDF log(1 + (N - df + 0.5) / (df + 0.5)),
+    document length without <s> and </s>, the mean length with them (as sparse_ceiling.py counts it),
+    a query's distinct pieces weighted 1. Ties give a range of ranks."""
+    import math
+    from collections import Counter
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    special = set(tok.all_special_ids)
+    docs = [json.loads(line) for line in (beir / "corpus.jsonl").read_text().splitlines()]
+    pieces = [tok(d["text"])["input_ids"] for d in docs]
+    n, avg = len(pieces), sum(map(len, pieces)) / len(pieces)
+    df = Counter(t for p in pieces for t in set(p))
+    weights = []
+    for p in pieces:
+        body = [t for t in p if t not in special]
+        norm = 1.2 * (1 - 0.75 + 0.75 * len(body) / avg)
+        weights.append({t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * c * 2.2 / (c + norm)
+                        for t, c in Counter(body).items()})
+    ids = [d["_id"] for d in docs]
+    bounds = {}
+    for line in (beir / "queries.jsonl").read_text().splitlines():
+        q = json.loads(line)
+        terms = set(tok(q["text"])["input_ids"]) - special
+        s = [sum(w.get(t, 0.0) for t in terms) for w in weights]
+        rel = s[ids.index("d" + q["_id"][1:])]
+        bounds[q["_id"]] = (1 + sum(x > rel + 1e-5 for x in s), sum(x >= rel - 1e-5 for x in s))
+    return bounds
+
+
+def test_sparse_ceiling_script(tmp_path, tiny_bgem3):
+    beir = pieces_beir(tmp_path / "beir")
+    out = tmp_path / "ceiling.md"
+    run("sparse_ceiling.py", "--model", tiny_bgem3, "--datasets", beir, "--out", out, tmp_path=tmp_path)
+    (row,) = [cells(line) for line in out.read_text().splitlines() if "| bm25-on-pieces: sparse |" in line]
+    ndcg, recall, mrr = map(float, row[2:5])
+    bounds = bm25_rank_bounds(beir, tiny_bgem3)
+    worst_best = [[sum(f(r) for r in ranks) / len(bounds) for ranks in zip(*bounds.values())]
+                  for f in (lambda r: 1 / math.log2(r + 1) if r <= 10 else 0.0, lambda r: 1 / r if r <= 10 else 0.0)]
+    (ndcg_best, ndcg_worst), (mrr_best, mrr_worst) = worst_best
+    assert ndcg_worst - 1e-4 <= ndcg <= ndcg_best + 1e-4 and mrr_worst - 1e-4 <= mrr <= mrr_best + 1e-4, \
+        (ndcg, ndcg_best, ndcg_worst, mrr, mrr_best, mrr_worst)
+    assert ndcg_best - ndcg_worst < 0.05  # few ties: the bounds pin the value
+    assert recall == 1.0  # every document shares pieces with every query ("the", "."): all are retrieved
