@@ -228,3 +228,38 @@ def test_sparse_ceiling_script(tmp_path, tiny_bgem3):
         (ndcg, ndcg_best, ndcg_worst, mrr, mrr_best, mrr_worst)
     assert ndcg_best - ndcg_worst < 0.05  # few ties: the bounds pin the value
     assert recall == 1.0  # every document shares pieces with every query ("the", "."): all are retrieved
+
+
+def test_qdrant_backend_script(tmp_path, monkeypatch):
+    """bench_qdrant_backend.py on a small collection: both qdrant-edge copies return the local engine's
+    documents, scores and quality in every mode (the script's own agreement columns say so). Run in
+    process with the word encoder (distinct dense and multi-vector scores; every document is a candidate,
+    so sparse ties cannot change the union): the tiny random model's dense scores differ by less than
+    float32 rounding, where two engines may order them either way."""
+    pytest.importorskip("qdrant_edge")
+    sys.path.insert(0, str(BENCH))
+    import bench_qdrant_backend
+    from test_engine import WordEncoder
+
+    beir = pieces_beir(tmp_path / "beir")
+    col = open_collection(tmp_path / "local", create=True, encoder=WordEncoder(),
+                          config=CollectionConfig(colbert_codec="float32"))
+    col.index(beir / "corpus.jsonl")
+    monkeypatch.setattr(bench_qdrant_backend, "open_collection",
+                        lambda folder, **kw: open_collection(folder, encoder=WordEncoder(), **kw))
+    out = tmp_path / "qdrant.md"
+    bench_qdrant_backend.main(["--collection", str(tmp_path / "local"), "--dataset", str(beir),
+                               "--work", str(tmp_path / "work"), "--warmup", "1", "--out", str(out)])
+    rows = [cells(line) for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    by_mode = {}
+    for mode, system, ndcg, recall, *_, same, ties, diff in rows:
+        by_mode.setdefault(mode, {})[system] = (float(ndcg), float(recall), float(same), float(ties), float(diff))
+    assert list(by_mode) == ["dense", "sparse", "dense+sparse", "dense+sparse/rrf", "all", "colbert", "dense+sparse+bm25"]
+    assert len({systems["local"][0] for systems in by_mode.values()}) > 3  # the modes differ: the data can tell
+    for mode, systems in by_mode.items():
+        assert set(systems) == {"local", "qdrant-edge", "qdrant-edge+local-tokens"}, mode
+        local = systems["local"]
+        assert local[2:] == (1.0, 1.0, 0.0)
+        for name, got in systems.items():
+            assert got[:2] == local[:2], (mode, name)  # nDCG@10 and Recall@100
+            assert got[3] == 1.0 and got[4] < 1e-5, (mode, name)  # the same top-10 up to ties, scores to float32
