@@ -1,6 +1,7 @@
 """Diagnostic: how far lexical matching on the encoder's own tokens can go, with corpus statistics.
 
     python benchmarks/sparse_ceiling.py --datasets ../shared/datasets/scifact,... --memo MEMO
+    python benchmarks/sparse_ceiling.py --model TINY_FOLDER --datasets BEIR --out OUT   # the tests' small variant
 
 Replaces the sparse head's weights, for this run only, by BM25's (k1 1.2, b 0.75, IDF over the
 evaluated corpus, query weight 1 per distinct token) over the same XLM-R pieces the sparse signal
@@ -55,7 +56,13 @@ def bm25_weights(ids: np.ndarray, specials: np.ndarray) -> dict[int, float]:
 
 
 def main(argv=None):
-    enc = load_encoder("e5-small")
+    args = list(argv if argv is not None else sys.argv[1:])
+    model = "e5-small"  # --model (any encoder folder) is taken here; every other option goes to bench_heads.py
+    if "--model" in args:
+        i = args.index("--model")
+        model = args.pop(i + 1)
+        args.pop(i)
+    enc = load_encoder(model)
     real_encode, real_batch, real_load = Encoder.encode, Encoder._encode_batch, bench_heads.load_beir
 
     def encode(self, texts, *, is_query=False, **kw):
@@ -79,8 +86,7 @@ def main(argv=None):
         return data
 
     Encoder.encode, Encoder._encode_batch, bench_heads.load_beir = encode, encode_batch, load_beir
-    args = list(argv if argv is not None else sys.argv[1:])
-    bench_heads.main(["--variants", "bm25-on-pieces=e5-small", "--modes", "sparse", *args])
+    bench_heads.main(["--variants", f"bm25-on-pieces={model}", "--modes", "sparse", *args])
 
 
 if __name__ == "__main__":

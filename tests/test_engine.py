@@ -140,20 +140,30 @@ def test_long_documents_are_chunked_and_best_chunk_is_the_snippet(tmp_path, tiny
     assert hit.id == "long.txt" and hit.chunk > 0 and "mitochondria" in hit.snippet
 
 
-def test_segments_accumulate_and_stay_consistent(tmp_path, tiny_bgem3, corpus):
-    cfg = CollectionConfig(model=str(tiny_bgem3), commit_every=2)
-    col = open_collection(tmp_path / "c", create=True, model=str(tiny_bgem3), config=cfg)
-    report = col.index(corpus)
-    assert report.commits >= 3 and col.info()["segments"] >= 3
-    one = open_collection(tmp_path / "one", create=True, model=str(tiny_bgem3))
-    one.index(corpus)
-    for mode in ("dense", "sparse", "all", "bm25"):
-        a = [(h.id, round(h.score, 4)) for h in col.search("capital city", mode=mode)]
-        b = [(h.id, round(h.score, 4)) for h in one.search("capital city", mode=mode)]
-        if mode == "bm25":  # tantivy's statistics do not depend on our segments either
-            assert [x for x, _ in a] == [x for x, _ in b]
-        else:  # the tiny model's scores tie (all ~1.0): documents within a tie may come in either order
-            assert sorted(a) == sorted(b) and [s for _, s in a] == [s for _, s in b], mode
+SEGMENT_DOCS = [{"id": f"d{i}", "text": text} for i, text in enumerate([
+    "The capital city of France is Paris.", "Berlin is a large city in Germany.", "A dog runs in the park.",
+    "Cats sleep most of the day.", "Quantum computers use qubits.", "A council met in that capital city.",
+    "Rivers flow through the old city.", "A capital letter starts a sentence.", "Glaciers carve deep valleys.",
+    "The park by the river is green.", "Volcanoes erupt near the coast city.", "Bees make honey in summer."])]
+
+
+def test_segments_accumulate_and_stay_consistent(tmp_path):
+    """Six segments answer exactly as one: same documents, same order, same scores. The word encoder's
+    dense and multi-vector scores are distinct (checked), so a segment dropped or mis-offset changes the
+    ordered list; its unit sparse weights tie, and ties break by chunk id, the same in both."""
+    col = open_collection(tmp_path / "c", create=True, encoder=WordEncoder(), config=CollectionConfig(commit_every=2))
+    assert col.add(SEGMENT_DOCS).commits == 6 and col.info()["segments"] == 6
+    one = open_collection(tmp_path / "one", create=True, encoder=WordEncoder())
+    one.add(SEGMENT_DOCS)
+    assert one.info()["segments"] == 1
+    for mode in ("dense", "sparse", "colbert", "all", "dense+sparse+colbert+bm25"):
+        a = [(h.id, h.score) for h in col.search("old capital by the park", mode=mode, k=12)]
+        b = [(h.id, h.score) for h in one.search("old capital by the park", mode=mode, k=12)]
+        assert len(b) >= 6, (mode, b)
+        if mode != "sparse":  # no ties to hide behind
+            assert len({round(s, 6) for _, s in b}) == len(b), (mode, b)
+        assert [i for i, _ in a] == [i for i, _ in b], mode
+        np.testing.assert_allclose([s for _, s in a], [s for _, s in b], rtol=1e-6, atol=1e-6, err_msg=mode)
 
 
 def test_manifest_names_only_files_that_exist(collection):

@@ -60,6 +60,25 @@ def test_score_is_ir_measures_on_a_hand_checkable_run():
     assert score({"q": run["q"]}, {"q": {"rel": 1}, "empty": {"x": 1}})["MRR@10"] == 0.25
 
 
+def test_score_exact_values_on_graded_qrels():
+    """nDCG@10, MRR@10, Recall@100 worked out by hand (trec_eval's gains: the grade itself, discount
+    log2(rank + 1)), on three queries: graded judgments out of order, a perfect one, one with no hits."""
+    from math import log2
+
+    qrels = {"q1": {"a": 2, "b": 1}, "q2": {"c": 1}, "q3": {"d": 1}}
+    run = as_run({"q1": [Hit(id="b", score=3.0), Hit(id="x", score=2.0), Hit(id="a", score=1.0)],
+                  "q2": [Hit(id="c", score=0.5), Hit(id="y", score=0.1)]})
+    got = score(run, qrels)
+    q1 = (1 / log2(2) + 2 / log2(4)) / (2 / log2(2) + 1 / log2(3))  # = 2 / 2.6309 = 0.76019
+    assert got["nDCG@10"] == pytest.approx((q1 + 1.0 + 0.0) / 3) and got["nDCG@10"] == pytest.approx(0.586729, abs=1e-6)
+    assert got["MRR@10"] == pytest.approx(2 / 3) and got["Recall@100"] == pytest.approx(2 / 3)
+    # the ideal order scores 1 on q1; the one relevant hit at rank 11 counts for recall only
+    ideal = as_run({"q1": [Hit(id="a", score=1.0), Hit(id="b", score=1.0)]})
+    assert score(ideal, {"q1": qrels["q1"]})["nDCG@10"] == pytest.approx(1.0)
+    late = as_run({"q1": [Hit(id=f"n{i}", score=0.0) for i in range(10)] + [Hit(id="a", score=0.0)]})
+    assert score(late, {"q1": qrels["q1"]}) == {"nDCG@10": 0.0, "Recall@100": 0.5, "MRR@10": 0.0}
+
+
 def test_load_beir_keeps_queries_with_qrels_sorted_and_limited(beir):
     data = load_beir(beir, "test", limit_queries=3)
     assert list(data.queries) == ["q1", "q2", "q3"] and set(data.qrels) == {"q1", "q2", "q3"}

@@ -251,10 +251,12 @@ def test_round_trip(segments, data, codec):
         np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("codec, threshold", [("int8", 0.9), ("float16", 0.95), ("pq", 0.7)])
+@pytest.mark.parametrize("codec, threshold", [("int8", 0.95), ("float16", 0.95), ("pq", 0.85)])
 def test_ranking_agreement(segments, data, codec, threshold):
-    """Top-10 overlap with float32 MaxSim. Measured on this data (5 queries, 3 seeds, dims 32/128):
-    int8 mean 0.98-1.00 (min 0.9), float16 1.00, pq (dim/4 bytes) mean 0.84-0.94 (min 0.8)."""
+    """Mean top-10 overlap with float32 MaxSim over the 5 queries of the fixed data (seed 11, dim 32,
+    pq M=8). Measured on it: int8 1.00, float16 1.00, pq 0.92; on seeds 12 and 13 pq gave 0.84 and 0.88.
+    The bounds leave 0.05-0.07 of margin, no more: a pq codebook trained on only 256 vectors gave 0.84
+    here, which the former bound of 0.7 accepted."""
     root, _ = segments
     ids, docs, queries = data
     r = open_multivector(root / codec, device="cpu")

@@ -1,4 +1,5 @@
-"""The exact pairwise scores of MISSION.md, as plain reference functions (the stores' oracles)."""
+"""BGE-M3's three relevance scores and their combination (Chen et al. 2024, "BGE M3-Embedding", section
+3.2; FlagEmbedding's BGEM3FlagModel), as plain pairwise reference functions: the stores' oracles."""
 from __future__ import annotations
 
 import numpy as np

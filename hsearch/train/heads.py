@@ -1,4 +1,5 @@
-"""The trainable heads and the differentiable versions of MISSION.md's three scores, plus the losses.
+"""The trainable heads, differentiable versions of BGE-M3's three scores (Chen et al. 2024, "BGE M3-Embedding",
+section 3.2), and the losses.
 
 Scores match the encoder's (hsearch/encode/base.py) and the stores' (hsearch/query/scoring.py):
 dense = cosine of the pooled states; sparse = sum over shared token ids of the max-pooled
