@@ -163,7 +163,7 @@ def cli(args) -> str:
     bin_dir = Path(sys.executable).parent
     hsearch = str(bin_dir / "hsearch")
     col = Path(args.collection or tempfile.mkdtemp(prefix="hsearch-bench-cli-")) / "demo"
-    env = {**os.environ, "HSEARCH_QUIET": "1"}
+    env = {**os.environ, "HSEARCH_QUIET": "1", "HSEARCH_RUNTIME": "auto", "HSEARCH_PRECISION": "auto"}
     if not (col / "manifest.json").exists():
         subprocess.run([hsearch, "index", str(ROOT / "examples" / "corpus"), "-c", str(col), "-q", "-m", args.model],
                        check=True, env=env, capture_output=True)

@@ -95,17 +95,31 @@ def test_colbert_codecs_script(tmp_path, beir, tiny_bgem3):
 
 
 def test_encode_script(tmp_path, tiny_bgem3):
+    from hsearch.encode.precision import cpu_has_bf16
+
     out = run("bench_encode.py", "--quick", "--model", tiny_bgem3, tmp_path=tmp_path)
-    rows = [cells(line) for line in out.splitlines() if line.startswith("| tokens") or line.startswith("| fixed")]
-    assert len(rows) == 2, out
-    texts, tokens = map(int, re.search(r"; (\d+) texts, (\d+) tokens;", out).groups())
-    assert texts > 0 and tokens >= texts
-    # both batchings encode the same texts, so texts/s : tokens/s is the same ratio in both rows
-    for _, texts_s, tokens_s, rss in rows:
-        assert float(tokens_s) / float(texts_s) == pytest.approx(tokens / texts, rel=0.01) and float(rss) > 0
-    # the ratio line is the tokens/s column's ratio, up to the printed rounding (tokens/s to 1, ratio to 0.01)
-    ratio = float(re.search(r"throughput ratio tokens/fixed: ([\d.]+)x", out).group(1))
-    assert ratio == pytest.approx(float(rows[0][2]) / float(rows[1][2]), rel=0.01, abs=0.006)
+    rows = {r[0]: r for r in (cells(line) for line in out.splitlines() if line.startswith("| "))}
+    texts, tokens = map(int, re.search(r"(\d+) texts, (\d+) tokens", out).groups())
+    assert texts == 40 and tokens >= texts
+    runs_as = {"torch fp32": "torch/fp32", "onnx fp32": "onnx/fp32", "onnx int8": "onnx/int8"}
+    if cpu_has_bf16():
+        runs_as["torch bf16"] = "torch/bf16"
+    else:  # refused on a CPU without bf16 instructions, with the reason in the row
+        assert "no bf16 instructions" in rows["torch bf16"][1]
+    st = rows["sentence-transformers fp32"]
+    st_tokens_s = float(st[2].replace(",", "")) if not st[1].startswith("failed") else None
+    for name, encoder in runs_as.items():
+        _, got, tokens_s, ratio, p50, rss = rows[name]
+        assert got == encoder and float(tokens_s.replace(",", "")) > 0 and float(p50) > 0 and float(rss) > 0
+        if st_tokens_s:  # the ratio column is this row's tokens/s over sentence-transformers', up to rounding
+            assert float(ratio.rstrip("x")) == pytest.approx(float(tokens_s.replace(",", "")) / st_tokens_s,
+                                                            rel=0.01, abs=0.006)
+        else:
+            assert ratio == "n/a"
+    cli = {r[0].strip("`"): r for r in rows.values() if r[0].startswith("`")}
+    assert len(cli) == 4 and all(float(r[1]) > 0 for r in cli.values())
+    # the ONNX query process never imports torch: it holds far less memory than the torch one
+    assert float(cli["hsearch query (auto: onnx fp32)"][2]) < 0.8 * float(cli["hsearch query (HSEARCH_RUNTIME=torch)"][2])
 
 
 def test_maxsim_script(tmp_path):

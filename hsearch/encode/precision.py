@@ -102,8 +102,11 @@ def _torch(precision: str, purpose: str, cuda: bool) -> Choice:
         return Choice("torch", precision)
     if cuda:
         return Choice("torch", "fp16")
-    if purpose == "documents" and cpu_has_bf16():
-        return Choice("torch", AUTO_DOCUMENT_PRECISION_BF16_CPU)
+    if purpose == "documents":
+        if cpu_has_bf16():
+            return Choice("torch", AUTO_DOCUMENT_PRECISION_BF16_CPU)
+        return Choice("torch", "fp32", note="this CPU has no bf16 instructions (AVX512-BF16 or AMX): documents are "
+                                            "encoded in fp32, about half as fast")
     return Choice("torch", "fp32")
 
 
