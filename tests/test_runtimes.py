@@ -1,5 +1,6 @@
 """The runtimes and precisions against the reference (torch, fp32): same tokens, same three outputs within
 stated tolerances, same rankings; the choice of runtime and its refusals; the export cache's faults."""
+import json
 import logging
 import os
 import subprocess
@@ -201,3 +202,52 @@ def test_a_model_that_cannot_be_exported_stays_on_torch_with_a_note(cache, tiny_
     assert "could not export" in caplog.text or "unsupported operator" in caplog.text
     with pytest.raises(HsearchError):  # asked for by name: refused, not silently replaced
         load_encoder(str(tiny_bgem3), precision="fp32", runtime="onnx")
+
+
+MULTILINGUAL = ["how much do cats sleep?", "Wie lange schlafen Katzen?", "¿Cuánto duermen los gatos?",
+                "Сколько спят кошки?", "كم تنام القطط؟", "बिल्लियाँ कितना सोती हैं?", "แมวนอนนานแค่ไหน",
+                "猫睡多久？", "Kediler ne kadar uyur?", "Mèo ngủ bao lâu?", "Πόσο κοιμούνται οι γάτες;",
+                "  two  spaces\tand a tab ", "e\u0301 combining, ﬁ ligature, ＦＵＬＬ width, 🙂", "x"]
+
+
+def _lexicon_for(hf_tokenizer, folder):
+    from hsearch.encode.lexicon import Lexicon, write_lexicon
+
+    backend = hf_tokenizer.backend_tokenizer
+    assert write_lexicon(json.loads(backend.to_str()), folder, hf_tokenizer("a b")["input_ids"],
+                         hf_tokenizer("a b", add_special_tokens=False)["input_ids"])
+    return Lexicon(folder), backend
+
+
+@pytest.mark.parametrize("model", ["tiny", "e5-small"])
+def test_lexicon_tokenises_exactly_as_the_whole_vocabulary(model, tiny_bgem3, tmp_path):
+    """The query path's Unigram shortcut (hsearch/encode/lexicon.py) against the full tokenizer."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from transformers import AutoTokenizer
+
+    from hsearch.encode.loader import resolve_model_dir
+
+    folder = tiny_bgem3 if model == "tiny" else resolve_model_dir("e5-small-base")
+    lexicon, full = _lexicon_for(AutoTokenizer.from_pretrained(str(folder)), tmp_path)
+    texts = MULTILINGUAL + TEXTS
+    assert lexicon.encode(texts) == [e.ids for e in full.encode_batch(texts)]
+    assert lexicon.encode(texts, add_special_tokens=False) == [e.ids for e in full.encode_batch(texts, add_special_tokens=False)]
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+    def same(text):
+        if lexicon.handles(text):
+            assert lexicon.encode([text]) == [full.encode(text).ids]
+
+    same()
+
+
+def test_fast_tokenizer_uses_the_lexicon_for_queries_and_the_whole_tokenizer_for_the_rest(shared_cache, tiny_bgem3):
+    enc = load_encoder(str(tiny_bgem3), precision="fp32", runtime="onnx")
+    tok = enc.tokenizer
+    assert tok._lexicon is not None and tok._full is None
+    ids = enc.encode_queries(["dogs in the park"])[0]
+    assert tok._full is None and ids.n_tokens > 2  # a query never loaded the whole vocabulary
+    tok(["dogs in the park"], return_offsets_mapping=True)  # offsets (chunking) need the whole tokenizer
+    assert tok._full is not None

@@ -10,6 +10,7 @@ one good copy):
     graph.int8.onnx             ONNX Runtime dynamic quantisation of it (per output channel), made on first use
     embeddings.npy              (vocab, hidden) float32
     tokenizer.json              the tokenizer as transformers runs it (its backend's pipeline)
+    lexicon_*                   a Unigram tokenizer's pieces, sorted, for short texts (hsearch/encode/lexicon.py)
     sparse_w.npy, sparse_b.npy, colbert_w.npy, colbert_b.npy   the heads, where the model has them
     runtime.json                the EncoderSpec, the tokenizer's special ids, file sizes, the export check
 The export is checked before it is kept: the graph's hidden states must equal torch's on a probe batch
@@ -34,9 +35,11 @@ import numpy as np
 
 from hsearch.errors import ModelError
 
+from .lexicon import write_lexicon
+
 log = logging.getLogger("hsearch")
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: the lexicon files
 MARKER = "runtime.json"
 GRAPHS = {"fp32": "graph.fp32.onnx", "int8": "graph.int8.onnx"}
 TOLERANCE = 1e-3  # max |torch - onnx| over real tokens' hidden states, float32 (measured ~3e-6 on e5-small)
@@ -113,6 +116,9 @@ def export(encoder, out: Path) -> Path:
             backend.save(str(tmp / "tokenizer.json"))
         else:
             shutil.copy2(Path(encoder.spec.extra["folder"]) / "tokenizer.json", tmp / "tokenizer.json")
+        probe = PROBE[1]  # the ids the post-processor adds around a text, for the lexicon path
+        write_lexicon(json.loads((tmp / "tokenizer.json").read_text(encoding="utf-8")), tmp,
+                      tok(probe, add_special_tokens=True)["input_ids"], tok(probe, add_special_tokens=False)["input_ids"])
         spec = {k: v for k, v in asdict(encoder.spec).items() if k not in ("extra", "fusion_weights")}
         meta = {"format": EXPORT_FORMAT, "spec": spec, "provenance": encoder.spec.extra.get("provenance", ""),
                 "special_ids": {n: getattr(tok, f"{n}_token_id", None) for n in ("cls", "eos", "sep", "pad", "unk", "bos")},

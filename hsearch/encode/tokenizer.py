@@ -16,23 +16,43 @@ from pathlib import Path
 SPECIAL_NAMES = ("cls", "eos", "sep", "pad", "unk", "bos")
 
 
+# what the lexicon path takes (beyond it the whole tokenizer is loaded): a query, not a corpus
+LEXICON_TEXTS, LEXICON_CHARS = 16, 2000
+
+
 class FastTokenizer:
     def __init__(self, path: Path, special_ids: dict, model_input_names: list[str]):
-        from tokenizers import Tokenizer
+        from .lexicon import FILES, Lexicon
 
-        self._tok = Tokenizer.from_file(str(path))
-        self._tok.no_padding()
-        self._tok.no_truncation()
+        self._path, self._full = path, None
         self._limit = None  # the truncation currently set on the Rust object
+        self._lexicon = Lexicon(path.parent) if all((path.parent / f).exists() for f in FILES) else None
         for name in SPECIAL_NAMES:
             setattr(self, f"{name}_token_id", special_ids.get(name))
         self.model_input_names = list(model_input_names)
 
+    @property
+    def _tok(self):
+        if self._full is None:
+            from tokenizers import Tokenizer
+
+            self._full = Tokenizer.from_file(str(self._path))
+            self._full.no_padding()
+            self._full.no_truncation()
+        return self._full
+
     def __call__(self, texts, add_special_tokens: bool = True, truncation: bool = False,
                  max_length: int | None = None, return_offsets_mapping: bool = False, verbose: bool = True) -> dict:
         single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        lex = self._lexicon
+        if (lex is not None and self._full is None and not return_offsets_mapping and len(batch) <= LEXICON_TEXTS
+                and all(len(t) <= LEXICON_CHARS and lex.handles(t) for t in batch)):
+            ids = lex.encode(batch, add_special_tokens)
+            if not truncation or max_length is None or all(len(x) <= max_length for x in ids):
+                return {"input_ids": ids[0] if single else ids}
         self._truncate(max_length if truncation else None)
-        encs = self._tok.encode_batch([texts] if single else list(texts), add_special_tokens=add_special_tokens)
+        encs = self._tok.encode_batch(batch, add_special_tokens=add_special_tokens)
         out = {"input_ids": [e.ids for e in encs]}
         if return_offsets_mapping:
             out["offset_mapping"] = [e.offsets for e in encs]
