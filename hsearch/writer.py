@@ -161,7 +161,7 @@ class Writer:
             tomb = write_tombstones(self.folder, gen, np.concatenate([dead_chunks, replaced_chunks]),
                                     np.concatenate([dead_docs, np.asarray(replaced, np.int64)]))
         encoder = dict(m.encoder)
-        if pending:  # how this commit's vectors were computed ("torch/bf16"): they differ from fp32's by ~1e-3
+        if pending:  # how this commit's vectors were computed ("torch/bf16"): bf16 vectors differ slightly from fp32 ones
             used = f"{getattr(self.encoder, 'runtime', 'custom')}/{getattr(self.encoder, 'precision', 'custom')}"
             encoder["precisions"] = sorted(set(encoder.get("precisions") or []) | {used})
         new = Manifest(generation=gen, config=self.config.to_dict(), encoder=encoder, segments=new_segments,
