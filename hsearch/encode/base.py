@@ -121,6 +121,12 @@ class TextEncoder:
     def passage_encoder(self) -> "TextEncoder":
         return self
 
+    def warm(self) -> None:
+        """Make the first calls as fast as the later ones (a server calls this at start-up)."""
+        warm = getattr(self.tokenizer, "warm", None)
+        if warm is not None:
+            warm()
+
     # ---- public API -------------------------------------------------------------------------
 
     def encode_queries(self, texts, **kw) -> list[Encoded]:

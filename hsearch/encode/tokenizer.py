@@ -16,15 +16,17 @@ from pathlib import Path
 SPECIAL_NAMES = ("cls", "eos", "sep", "pad", "unk", "bos")
 
 
-# what the lexicon path takes (beyond it the whole tokenizer is loaded): a query, not a corpus
-LEXICON_TEXTS, LEXICON_CHARS = 16, 2000
+# what the lexicon path takes (beyond it the whole tokenizer is loaded): a query, not a corpus. It costs a
+# few ms a call (a small Unigram model is built each time), so a process that keeps encoding (a server, an
+# evaluation) switches to the whole tokenizer after LEXICON_CALLS calls, or at once through `warm()`.
+LEXICON_TEXTS, LEXICON_CHARS, LEXICON_CALLS = 16, 2000, 2
 
 
 class FastTokenizer:
     def __init__(self, path: Path, special_ids: dict, model_input_names: list[str]):
         from .lexicon import FILES, Lexicon
 
-        self._path, self._full = path, None
+        self._path, self._full, self._lexicon_calls = path, None, 0
         self._limit = None  # the truncation currently set on the Rust object
         self._lexicon = Lexicon(path.parent) if all((path.parent / f).exists() for f in FILES) else None
         for name in SPECIAL_NAMES:
@@ -41,13 +43,18 @@ class FastTokenizer:
             self._full.no_truncation()
         return self._full
 
+    def warm(self) -> None:
+        """Load the whole tokenizer now (a long-lived process: every later call takes the fast path)."""
+        self._tok  # noqa: B018 - the property loads it
+
     def __call__(self, texts, add_special_tokens: bool = True, truncation: bool = False,
                  max_length: int | None = None, return_offsets_mapping: bool = False, verbose: bool = True) -> dict:
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         lex = self._lexicon
-        if (lex is not None and self._full is None and not return_offsets_mapping and len(batch) <= LEXICON_TEXTS
-                and all(len(t) <= LEXICON_CHARS and lex.handles(t) for t in batch)):
+        if (lex is not None and self._full is None and self._lexicon_calls < LEXICON_CALLS and not return_offsets_mapping
+                and len(batch) <= LEXICON_TEXTS and all(len(t) <= LEXICON_CHARS and lex.handles(t) for t in batch)):
+            self._lexicon_calls += 1
             ids = lex.encode(batch, add_special_tokens)
             if not truncation or max_length is None or all(len(x) <= max_length for x in ids):
                 return {"input_ids": ids[0] if single else ids}
