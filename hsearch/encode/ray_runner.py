@@ -37,12 +37,13 @@ log = logging.getLogger("hsearch")
 class _Replica:
     """A Ray actor's model replica: encodes one planned batch per call, returns one row per text."""
 
-    def __init__(self, model: str, fingerprint: str, long_context, long_context_length, want: tuple, threads: int):
+    def __init__(self, model: str, fingerprint: str, long_context, long_context_length, want: tuple, threads: int,
+                 precision: str = "fp32"):
         from hsearch.encode import load_encoder
 
-        # the driver's thread count: BLAS kernels may split (and so round) work by it
+        # the driver's thread count and precision: BLAS kernels may split (and so round) work by the first
         self.encoder = load_encoder(model, long_context=long_context, long_context_length=long_context_length,
-                                    threads=threads)
+                                    threads=threads, precision=precision, runtime="torch")
         if self.encoder.spec.fingerprint != fingerprint:
             raise ClusterError(f"the Ray workers' model {model!r} has other files than this machine's "
                                f"(fingerprint {self.encoder.spec.fingerprint} != {fingerprint}), so their vectors "
@@ -94,7 +95,8 @@ class RayBatches:
         import torch
 
         self.args = dict(model=model, fingerprint=encoder.spec.fingerprint, long_context=long_context,
-                         long_context_length=long_context_length, threads=torch.get_num_threads())
+                         long_context_length=long_context_length, threads=torch.get_num_threads(),
+                         precision=getattr(encoder, "precision", "fp32"))
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="hsearch-ray-"))
         self.calls = 0
 
@@ -163,6 +165,9 @@ def _encoded(cols: dict, j: int) -> Encoded:
 
 def attach_ray(encoder, model: str, address: str | None = None, **options) -> "RayBatches":
     """Make `encoder` run its batches on Ray (an `hsearch.encode.Encoder`, loaded by name or folder)."""
+    if getattr(encoder, "runtime", "torch") != "torch":
+        raise InputError("--ray runs the torch encoder on its workers; index with --runtime torch (or auto) and "
+                         "--precision fp32/bf16/fp16")
     if not hasattr(encoder, "_encode_batch"):
         raise InputError("--ray needs a model hsearch loads by name or folder (the workers load it again)")
     if Path(model).expanduser().exists():  # workers need not share the driver's working directory
