@@ -145,6 +145,15 @@ class Collection:
                 self._query_encoder = loaded if same else self._load("queries")
         return self._query_encoder
 
+    def _prepare_queries(self) -> None:
+        """After a write: export the ONNX query graph now, while torch is loaded anyway, so that the first
+        query process starts fast (nothing to do when queries run on torch)."""
+        from hsearch.encode.precision import choose
+
+        if self._query_encoder is None and not self.config.long_context and \
+                choose(self._precision, self._runtime, "queries", self._device).runtime == "onnx":
+            self.query_encoder  # noqa: B018 - the property loads (and if needed exports) it
+
     def _load(self, purpose: str):
         from hsearch.encode import load_encoder
 
@@ -183,7 +192,7 @@ class Collection:
         src = Path(path).expanduser().resolve()
         docs = load_path(src, stats)
         report = self._write(lambda w: w.sync(docs, str(src), delete_missing=True, progress=progress))
-        self.query_encoder  # export the query graph now, while torch is loaded anyway: the first query starts fast
+        self._prepare_queries()
         if stats.documents == 0 and report.unchanged == 0:
             raise InputError(f"no documents found in {path} ({stats.files} files, {stats.skipped_binary} binary, "
                              f"{stats.skipped_empty} empty); point it at a folder of text files or a corpus.jsonl")
