@@ -17,7 +17,7 @@ def commit_header() -> str:
     it says so and records them (`git diff --stat HEAD`, untracked files by name), so a report never
     passes for a clean commit's; a report for RESULTS.md is rerun once they are committed."""
     def git(*a):
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.rstrip()
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -29,7 +29,7 @@ def commit_header() -> str:
     untracked = git("ls-files", "--others", "--exclude-standard").split()
     if not diff and not untracked:
         return f"Commit: {commit} (clean tree)."
-    lines = diff.splitlines() + [f"untracked: {f}" for f in untracked]
+    lines = textwrap.dedent(diff).splitlines() + [f"untracked: {f}" for f in untracked]
     return (f"Commit: {commit} **plus uncommitted changes** (not a clean measurement):\n\n"
             + textwrap.indent("\n".join(lines), "    "))
 
