@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.report import commit_header  # noqa: E402
+
 from hsearch.evaluate.beir import evaluate  # noqa: E402
 from hsearch.index.multivector import open_multivector, write_multivector  # noqa: E402
 from hsearch.storage.manifest import MANIFEST, Manifest  # noqa: E402
@@ -109,7 +111,8 @@ def main(argv=None):
         lines.append("| " + " | ".join(cells) + " |")
     n = f"first {a.limit_queries} queries" if a.limit_queries else "all test queries"
     report = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} multi-vector codecs on {dataset.name} ({n}; deltas "
-              f"against {rows[0][0]}; {rows[0][1]['tokens']:,} token vectors)\n\n" + "\n".join(lines) + "\n")
+              f"against {rows[0][0]}; {rows[0][1]['tokens']:,} token vectors)\n\n" + commit_header() + "\n\n"
+              + "\n".join(lines) + "\n")
     print(report)
     if a.out:
         with open(a.out, "a", encoding="utf-8") as f:

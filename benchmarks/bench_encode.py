@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.report import commit_header
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name -> (precision, runtime); "st" is sentence-transformers
     "torch fp32": ("fp32", "torch"), "torch bf16": ("bf16", "torch"),
@@ -226,6 +228,7 @@ def main():
     head = (f"model {args.model}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
             f"torch {_version('torch')}, onnxruntime {_version('onnxruntime')}, "
             f"sentence-transformers {_version('sentence-transformers')}")
+    print(commit_header() + "\n")
     print(head + "\n")
     for section in sections:
         if section == "speed":

@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness.report import commit_header  # noqa: E402
 from quality import cross_folder, table  # noqa: E402
 
 from hsearch.evaluate.beir import as_run, load_beir, run_modes, score  # noqa: E402
@@ -173,7 +174,8 @@ def main(argv=None):
     n += "".join(f", {x}" for x in (a.normalize and f"--normalize {a.normalize}",
                                     a.fusion != "weighted" and f"--fusion {a.fusion}",
                                     a.weights and f"--weights {a.weights}") if x)
-    head = f"## {datetime.datetime.now():%Y-%m-%d %H:%M} heads: {', '.join(f'{l}={m}' for l, m in variants)} ({n})\n"
+    head = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} heads: {', '.join(f'{l}={m}' for l, m in variants)} ({n})\n\n"
+            + commit_header() + "\n")
     report = head + "\n" + table(rows) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
     print(report)
     out = a.out or (None if a.quick else RESULTS)

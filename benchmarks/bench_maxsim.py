@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.report import commit_header  # noqa: E402
+
 from hsearch.index.maxsim import maxsim_reference, resolve_device  # noqa: E402
 from hsearch.index.multivector import open_multivector, write_multivector  # noqa: E402
 
@@ -97,6 +99,7 @@ def main(argv=None):
     device = resolve_device(args.device)
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     n_docs = max(args.candidates)
+    print(commit_header() + "\n")
     print(f"device={device} torch_threads={torch.get_num_threads()} tokens~{args.tokens} nq={args.nq} "
           f"repeats={args.repeats} (median ms)")
     print(f"{'dim':>5} {'codec':>8} {'B/tok':>6} {'write_s':>7} {'cands':>6} {'tokens':>8} "

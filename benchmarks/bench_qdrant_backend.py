@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.report import commit_header  # noqa: E402
+
 from hsearch.backends import settle_config  # noqa: E402
 from hsearch.backends.qdrant import QdrantSink  # noqa: E402
 from hsearch.config import CollectionConfig  # noqa: E402
@@ -193,6 +195,7 @@ def main(argv=None):
                 f"top-10 identical {same:.3f}")
     m = src.snapshot().manifest
     lines.append(f"## Local engine vs qdrant-edge backend ({datetime.date.today()})\n")
+    lines.append(commit_header() + "\n")
     lines.append(f"Collection `{args.collection}`: {src.snapshot().n_chunks} chunks, model {m.encoder.get('name')} "
                  f"(dim {m.encoder.get('dim')}), dense index {m.config.get('dense_index')}, multi-vector codec "
                  f"{m.config.get('colbert_codec')}; {len(qids)} {Path(args.dataset).name} {args.split} queries, k={args.k}, "

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.report import commit_header
+
 QUERIES = ["Do statins reduce the risk of dementia?", "vitamin D deficiency and bone fractures",
            "gene expression in cancer cells"]
 MODES = ["dense", "sparse", "colbert", "bm25", "all"]
@@ -119,7 +121,7 @@ def report(args, r: dict) -> str:
     command = "--quick" if args.quick else args.corpus + (f" --model {args.model}" if args.model else "")
     lines = [f"Command: `python benchmarks/bench_ray.py {command} --work {args.work}`",
              f"Machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}; "
-             f"date {datetime.date.today().isoformat()}; one run each, one after the other.", "",
+             f"date {datetime.date.today().isoformat()}; one run each, one after the other.", "", commit_header(), "",
              "| run | wall | segment files | bytes | identical files | chunks rows equal | docs rows equal |",
              "|---|---|---|---|---|---|---|",
              f"| plain `hsearch index` | {t['plain']:.0f} s | {r['files']} | {r['bytes']:,} | reference | | |",

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.report import commit_header  # noqa: E402
+
 from hsearch.index.sparse import open_sparse, write_sparse  # noqa: E402
 
 
@@ -60,6 +62,7 @@ def main(argv=None):
     docs = make_texts(rng, draw, a.docs, a.terms)
     queries = make_texts(rng, draw, a.queries, a.query_terms)
     ids = rng.permutation(a.docs).astype(np.int64)
+    print(commit_header() + "\n")
     print(f"generated {a.docs} docs ({sum(map(len, docs)) / max(a.docs, 1):.1f} terms/doc) "
           f"and {a.queries} queries in {time.perf_counter() - t0:.2f}s")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness.report import commit_header  # noqa: E402
 
 SETTINGS = {  # name -> (document precision, runtime), (query precision, runtime)
     "fp32": (("fp32", "torch"), ("fp32", "torch")),
@@ -93,6 +94,7 @@ def main(argv=None):
              "xquad-r de->en": cross_folder(root / "xquad-r" / "de", root / "xquad-r" / "en", tmp)})
     result = measure(sets, args.model, limit_queries=20 if args.quick else args.limit_queries,
                      progress=sys.stderr.isatty())
+    print(commit_header() + "\n")
     print(report(result))
 
 

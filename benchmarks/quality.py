@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.report import commit_header  # noqa: E402
+
 from hsearch.evaluate.beir import evaluate, load_beir, score  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -133,7 +135,8 @@ def main(argv=None):
                     rows.append((name, "bm25s", peer))
                     notes.append(f"{name}: bm25s {time.perf_counter() - t0:.1f}s")
     n = f"first {a.limit_queries} queries" if a.limit_queries else "all queries"
-    head = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} model={a.model} split={a.split} k={a.k} ({n})\n")
+    head = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} model={a.model} split={a.split} k={a.k} ({n})\n\n"
+            + commit_header() + "\n")
     report = head + "\n" + table(rows) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
     print(report)
     out = a.out or (None if a.quick else RESULTS)

@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_heads import StateMemo  # noqa: E402
+from harness.report import commit_header  # noqa: E402
 from quality import cross_folder  # noqa: E402
 
 from hsearch.evaluate.beir import as_run, load_beir, run_modes, score  # noqa: E402
@@ -73,7 +74,7 @@ def main(argv=None):
         res = sweep(a.model, jobs, Path(a.memo), tmp / "work", a.limit_queries)
     names, rows = list(res), list(next(iter(res.values())))
     lines = [f"## {datetime.datetime.now():%Y-%m-%d %H:%M} sparse weight sweep, model {a.model} "
-             f"(at most {a.limit_queries} queries per set, nDCG@10)", "",
+             f"(at most {a.limit_queries} queries per set, nDCG@10)", "", commit_header(), "",
              "| signal | " + " | ".join(names) + " | mean |", "|---|" + "---:|" * (len(names) + 1)]
     for r in rows:
         v = [res[n][r] for n in names]

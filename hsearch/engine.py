@@ -38,8 +38,8 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
     naming a different model for an existing collection is an error.
 
     `encoder` plugs in an encoder object instead of loading a model by name, so an application can
-    bring its own (an API-served model, a cached or synthetic one; benchmarks/bench_engine.py uses a
-    synthetic one). It needs what `hsearch.encode.Encoder` offers to the writer and the planner:
+    bring its own (an API-served model, a cached or synthetic one; `hsearch.testing.FakeEncoder`, which
+    the tests and benchmarks use, is one). It needs what `hsearch.encode.Encoder` offers to the writer and the planner:
         spec          an `EncoderSpec`: its `name` becomes the collection's model, its `fingerprint`
                       identifies it (a collection refuses an encoder with another fingerprint)
         dim, colbert_dim

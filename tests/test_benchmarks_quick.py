@@ -1,35 +1,74 @@
-"""The benchmark scripts' small variants run end to end (no ../shared, no network), so they cannot rot.
+"""Every benchmark script's quick variant runs end to end (no ../shared, no network), so none can rot.
 
-Timings are not checked (they depend on the machine); what is checked is that each script runs, writes
-the table it promises, and that the values in it are the right ones where they are determined (bytes per
+One parametrised test finds every `benchmarks/*.py` with a `main` and runs its quick variant from
+QUICK: the arguments (the inputs it needs are built here) and a checker that asserts on the values
+parsed from its report. A script with a `main` and no entry fails the test; one that cannot have a
+quick variant is listed in NO_QUICK with the reason. Every report must name the commit it ran on.
+
+Timings are not checked (they depend on the machine); what is checked is that each script writes the
+table it promises, and that the values in it are the right ones where they are determined (bytes per
 token of each codec, an exact codec's error, nDCG deltas against the reference, counts) and agree with
 each other (ratios against the columns they are computed from).
 """
+from __future__ import annotations
+
 import json
 import math
+import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from hsearch import open_collection
 from hsearch.config import CollectionConfig
+from hsearch.testing import FakeEncoder
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if re.search(r"^def main\(", p.read_text(), re.M))
 
 
 def run(script, *args, tmp_path):
     out = subprocess.run([sys.executable, str(BENCH / script), *map(str, args)], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=900, env={**__import__("os").environ, "HSEARCH_CACHE": str(tmp_path / "cache")})
+                         cwd=tmp_path, timeout=900, env={**os.environ, "HSEARCH_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
 
-@pytest.fixture()
-def beir(tmp_path):
-    root = tmp_path / "beir"
+class Ctx:
+    """What a quick variant's arguments and checker share: a scratch folder, the tiny model and the
+    small BEIR folder (each built only when asked for), the report files the script writes."""
+
+    def __init__(self, tmp_path, request, monkeypatch):
+        self.tmp, self.request, self.monkeypatch = tmp_path, request, monkeypatch
+        self.reports: list[Path] = []
+
+    @property
+    def model(self):
+        return self.request.getfixturevalue("tiny_bgem3")
+
+    def beir(self):
+        return small_beir(self.tmp / "beir") if not (self.tmp / "beir").exists() else self.tmp / "beir"
+
+    def report(self, name) -> Path:
+        """A path the script writes its report to (read back for the commit check)."""
+        self.reports.append(self.tmp / name)
+        return self.tmp / name
+
+
+@dataclass(frozen=True)
+class Quick:
+    args: Callable  # (ctx) -> the script's arguments
+    check: Callable  # (ctx, stdout) -> None: asserts on parsed values
+    needs: tuple = ()  # (module, why): skipped where the module is not installed
+    in_process: Callable | None = None  # (ctx, argv) -> stdout, for a script run with a test double plugged in
+
+
+def small_beir(root):
     (root / "qrels").mkdir(parents=True)
     docs = {f"d{i}": f"report {i} on topic {i % 7}: glaciers, volcanoes and tides, item {i * 3}" for i in range(60)}
     (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n"
@@ -45,43 +84,52 @@ def cells(line):
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def test_quality_script(tmp_path, beir, tiny_bgem3, monkeypatch):
-    out = tmp_path / "q.md"
-    run("quality.py", "--datasets", beir, "--model", tiny_bgem3, "--modes", "bm25,dense,all", "--out", out,
-        tmp_path=tmp_path)
-    rows = {c[1]: c for c in map(cells, out.read_text().splitlines()) if c[0] == "beir"}
+# ------------------------------------------------------------------------------ quality.py
+
+
+def quality_args(ctx):
+    return ["--datasets", ctx.beir(), "--model", ctx.model, "--modes", "bm25,dense,all", "--out", ctx.report("q.md")]
+
+
+def quality_check(ctx, stdout):
+    rows = {c[1]: c for c in map(cells, (ctx.tmp / "q.md").read_text().splitlines()) if c[0] == "beir"}
     assert {"hsearch bm25", "hsearch dense", "hsearch all"} <= set(rows), rows
     # each row is evaluate()'s result on the same cached collection, printed to 4 decimals
-    monkeypatch.setenv("HSEARCH_CACHE", str(tmp_path / "cache"))
+    ctx.monkeypatch.setenv("HSEARCH_CACHE", str(ctx.tmp / "cache"))
     from hsearch.evaluate.beir import evaluate
 
-    got = evaluate(beir, ["bm25", "dense", "all"], model=str(tiny_bgem3))
-    assert len(list((tmp_path / "cache" / "eval").iterdir())) == 1  # the script's collection, reused
+    got = evaluate(ctx.beir(), ["bm25", "dense", "all"], model=str(ctx.model))
+    assert len(list((ctx.tmp / "cache" / "eval").iterdir())) == 1  # the script's collection, reused
     for mode, scores in got.items():
         assert [float(x) for x in rows[f"hsearch {mode}"][2:5]] == \
             [round(scores[m], 4) for m in ("nDCG@10", "Recall@100", "MRR@10")], mode
     assert rows["hsearch bm25"][2:5] == ["1.0000"] * 3  # each query's words name its one document
 
 
-def test_colbert_codecs_script(tmp_path, beir, tiny_bgem3):
+# ------------------------------------------------------------------------------ bench_colbert_codecs.py
+
+
+def colbert_codecs_args(ctx):
+    col = open_collection(ctx.tmp / "f32", create=True, model=str(ctx.model),
+                          config=CollectionConfig(colbert_codec="float32"))
+    col.index(ctx.beir() / "corpus.jsonl")
+    return ["--collection", ctx.tmp / "f32", "--dataset", ctx.beir(), "--codecs", "float32,float16,int8",
+            "--latency-queries", 3, "--out", ctx.report("c.md")]
+
+
+def colbert_codecs_check(ctx, stdout):
     from hsearch.evaluate.beir import evaluate
 
-    col = open_collection(tmp_path / "f32", create=True, model=str(tiny_bgem3),
-                          config=CollectionConfig(colbert_codec="float32"))
-    col.index(beir / "corpus.jsonl")
-    out = tmp_path / "c.md"
-    run("bench_colbert_codecs.py", "--collection", tmp_path / "f32", "--dataset", beir,
-        "--codecs", "float32,float16,int8", "--latency-queries", 3, "--out", out, tmp_path=tmp_path)
-    text = out.read_text()
+    text = (ctx.tmp / "c.md").read_text()
     rows = {c[0]: c for c in map(cells, text.splitlines()) if c[0] in ("float32", "float16", "int8")}
     assert list(rows) == ["float32", "float16", "int8"], text
-    dim = col.encoder.colbert_dim
+    dim = open_collection(ctx.tmp / "f32").encoder.colbert_dim
     # bytes per token: 4 per float32 value, 2 per float16 value, 1 per int8 value + a float16 scale
     assert [float(rows[c][1]) for c in rows] == [4 * dim, 2 * dim, dim + 2]
     tokens = int(re.search(r"; ([\d,]+) token vectors\)", text).group(1).replace(",", ""))
     assert tokens > 60  # every document has several tokens
     # the float32 copy scores as the collection it was copied from; deltas are against it
-    ref = evaluate(beir, ["colbert", "all"], collection_dir=tmp_path / "f32")
+    ref = evaluate(ctx.beir(), ["colbert", "all"], collection_dir=ctx.tmp / "f32")
     for codec, row in rows.items():
         for col_i, mode in ((4, "colbert"), (5, "all")):
             value, delta = re.fullmatch(r"([\d.]+) \(([+-][\d.]+)\)", row[col_i]).groups()
@@ -94,10 +142,12 @@ def test_colbert_codecs_script(tmp_path, beir, tiny_bgem3):
         assert float(row[6]) >= 0  # ms per query: a number
 
 
-def test_encode_script(tmp_path, tiny_bgem3):
+# ------------------------------------------------------------------------------ bench_encode.py
+
+
+def encode_check(ctx, out):
     from hsearch.encode.precision import cpu_has_bf16
 
-    out = run("bench_encode.py", "--quick", "--model", tiny_bgem3, tmp_path=tmp_path)
     rows = {r[0]: r for r in (cells(line) for line in out.splitlines() if line.startswith("| "))}
     texts, tokens = map(int, re.search(r"(\d+) texts, (\d+) tokens", out).groups())
     assert texts == 40 and tokens >= texts
@@ -122,9 +172,74 @@ def test_encode_script(tmp_path, tiny_bgem3):
     assert float(cli["hsearch query (auto: onnx fp32)"][2]) < 0.8 * float(cli["hsearch query (HSEARCH_RUNTIME=torch)"][2])
 
 
-def test_maxsim_script(tmp_path):
-    out = run("bench_maxsim.py", "--candidates", 20, "--tokens", 16, "--dims", 32, "--nq", 4, "--repeats", 1,
-              "--codecs", "float32,int8,float16", "--device", "cpu", tmp_path=tmp_path)
+# ------------------------------------------------------------------------------ encode_quality.py
+
+
+def encode_quality_args(ctx):
+    pieces_beir(ctx.tmp / "datasets" / "xquad-r" / "en")  # --quick reads xquad-r/en of --datasets
+    return ["--quick", "--model", ctx.model, "--datasets", ctx.tmp / "datasets"]
+
+
+def encode_quality_check(ctx, out):
+    rows = [cells(line) for line in out.splitlines() if line.startswith("| xquad-r en |")]
+    assert [r[1] for r in rows] == ["fp32", "auto", "int8-query", "int8"], out
+    ref = [float(x) for x in rows[0][2:]]
+    assert len(ref) == 5 and all(0 <= x <= 1 for x in ref)
+    for r in rows[1:]:  # each value and its bracketed change against fp32 agree
+        for value_delta, base in zip(r[2:], ref):
+            value, delta = re.fullmatch(r"([\d.]+) \(([+-][\d.]+)\)", value_delta).groups()
+            assert float(value) - base == pytest.approx(float(delta), abs=1.5e-4), r
+    int8 = {c[0]: c for c in map(cells, out.splitlines()) if len(c) == 3}["int8"]
+    assert int8[2] == "onnx/int8", int8  # the int8 setting's queries ran on ONNX Runtime int8
+
+
+# ------------------------------------------------------------------------------ bench_engine.py
+
+
+def engine_args(ctx):
+    """--quick (the synthetic run) and, in the same call, the --collection run on a tiny model's collection."""
+    col = open_collection(ctx.tmp / "col", create=True, model=str(ctx.model))
+    col.index(ctx.beir() / "corpus.jsonl")
+    return ["--quick", "--collection", ctx.tmp / "col", "--dataset", ctx.beir(), "--index-note", "42 s, typed by hand",
+            "--out", ctx.tmp / "out", "--work", ctx.tmp / "work"]
+
+
+def engine_check(ctx, stdout):
+    reports = {p.name: p.read_text() for p in (ctx.tmp / "out").glob("engine-*.md")}
+    assert sorted(reports) == ["engine-col.md", "engine-quick-synthetic-2k.md"], sorted(reports)
+    for name, text in reports.items():
+        for row in ("| hsearch | dense |", "| hsearch | sparse |", "| hsearch | bm25 |", "| hsearch | colbert |",
+                    "| hsearch | dense+sparse |", "| hsearch | all |", "| hsearch | **total, excluding encoding** |",
+                    "| hsearch store call | sparse |"):
+            assert row in text, (name, row)
+        assert "### Query latency, excluding query encoding" in text and "nproc=" in text
+        assert "bench_engine.py --quick" in text  # the exact command is part of the report
+        # every overlap is a share of the reference's top-10
+        latency = [cells(line) for line in text.split("### Query latency, excluding")[1].split("###")[0].splitlines()
+                   if line.startswith("| ") and "---" not in line][1:]
+        assert latency and all(0 <= float(r[4]) <= 1 for r in latency if r[4]), latency
+    # the hand-typed index time is a note under the index table, never a row of a measured table
+    col = reports["engine-col.md"]
+    assert "Note (given with --index-note, not measured by this run): full `hsearch index` of this collection, " \
+        "including encoding: 42 s, typed by hand" in col
+    assert not any(line.startswith("|") and "typed by hand" in line for line in col.splitlines())
+    assert "### Query latency including query encoding" in col  # the collection run times the real model too
+
+
+# ------------------------------------------------------------------------------ bench_heads.py
+
+
+def heads_check(ctx, stdout):
+    text = (ctx.tmp / "report.md").read_text()
+    for row in ("| toy | before: dense |", "| toy | other: sparse |", "| toy | other: all |"):
+        assert row in text, row
+    assert re.search(r"toy / other: \d+ s, transformer states 0 computed", text)
+
+
+# ------------------------------------------------------------------------------ bench_maxsim.py
+
+
+def maxsim_check(ctx, out):
     rows = {r[1]: r for r in (line.split() for line in out.splitlines()) if len(r) == 10 and r[0] == "32"}
     assert set(rows) == {"float32", "int8", "float16"}, out
     bytes_per_token = {c: float(r[2]) for c, r in rows.items()}
@@ -137,8 +252,10 @@ def test_maxsim_script(tmp_path):
     assert all(float(x) >= 0 for r in rows.values() for x in r[6:9])  # timings: numbers (0.0 on a fast machine)
 
 
-def test_sparse_script(tmp_path):
-    out = run("bench_sparse.py", "--docs", 2000, "--vocab", 5000, "--queries", 10, "--repeats", 1, tmp_path=tmp_path)
+# ------------------------------------------------------------------------------ bench_sparse.py
+
+
+def sparse_check(ctx, out):
     docs, per_doc = re.search(r"generated (\d+) docs \(([\d.]+) terms/doc\)", out).groups()
     postings, terms = map(int, re.search(r"\((\d+) postings, (\d+) terms,", out).groups())
     assert int(docs) == 2000 and abs(postings - 2000 * float(per_doc)) <= 2000 * 0.05 and 0 < terms <= 5000
@@ -151,6 +268,9 @@ def test_sparse_script(tmp_path):
     # the speed-up is exhaustive / pruned, up to the printed rounding (medians to 0.001 ms, ratio to 0.01)
     wall = float(re.search(r"median speed-up of pruning: ([\d.]+)x wall", out).group(1))
     assert wall == pytest.approx(med["exhaustive"] / med["pruned"], rel=0.02, abs=0.006)
+
+
+# ------------------------------------------------------------------------------ sweep_sparse_weight.py
 
 
 def pieces_beir(root, first=3, last=2):
@@ -172,14 +292,17 @@ def pieces_beir(root, first=3, last=2):
     return root
 
 
-def test_sweep_sparse_weight_script(tmp_path, tiny_bgem3, monkeypatch):
-    a, b = pieces_beir(tmp_path / "a" / "beir"), pieces_beir(tmp_path / "b" / "beir", first=2, last=3)
-    out = tmp_path / "sweep.md"
-    run("sweep_sparse_weight.py", "--model", tiny_bgem3, "--datasets", f"{a},{b}", "--memo", tmp_path / "memo",
-        "--out", out, tmp_path=tmp_path)
-    text = out.read_text()
+def sweep_args(ctx):
+    a, b = pieces_beir(ctx.tmp / "a" / "beir"), pieces_beir(ctx.tmp / "b" / "beir", first=2, last=3)
+    return ["--model", ctx.model, "--datasets", f"{a},{b}", "--memo", ctx.tmp / "memo", "--out", ctx.report("sweep.md")]
+
+
+def sweep_check(ctx, stdout):
+    text = (ctx.tmp / "sweep.md").read_text()
     assert "| signal | a/beir | b/beir | mean |" in text, text
-    rows = {c[0]: [float(x) for x in c[1:]] for c in map(cells, text.splitlines()[4:]) if len(c) == 4}
+    lines = text.splitlines()
+    table = lines[lines.index("| signal | a/beir | b/beir | mean |") + 2:]
+    rows = {c[0]: [float(x) for x in c[1:]] for c in map(cells, table) if len(c) == 4}
     grid = [f"{m}, sparse={w}" for m in ("dense+sparse", "all") for w in ("0", "0.025", "0.05", "0.1", "0.2", "0.4")]
     assert list(rows) == ["dense", "sparse"] + grid
     for r in rows.values():
@@ -187,12 +310,15 @@ def test_sweep_sparse_weight_script(tmp_path, tiny_bgem3, monkeypatch):
     assert rows["dense+sparse, sparse=0"] == rows["dense"]  # a zero weight leaves dense alone
     assert len({tuple(v) for v in rows.values()}) > 3  # the signals differ on this data: the sweep can show something
     # the dense and sparse rows are what evaluate() gives on a collection built the ordinary way
-    monkeypatch.setenv("HSEARCH_CACHE", str(tmp_path / "cache"))
+    ctx.monkeypatch.setenv("HSEARCH_CACHE", str(ctx.tmp / "cache"))
     from hsearch.evaluate.beir import evaluate
 
-    for col_i, folder in enumerate((a, b)):
-        got = evaluate(folder, ["dense", "sparse"], model=str(tiny_bgem3))
+    for col_i, folder in enumerate((ctx.tmp / "a" / "beir", ctx.tmp / "b" / "beir")):
+        got = evaluate(folder, ["dense", "sparse"], model=str(ctx.model))
         assert [rows["dense"][col_i], rows["sparse"][col_i]] == [round(got[m]["nDCG@10"], 4) for m in ("dense", "sparse")]
+
+
+# ------------------------------------------------------------------------------ sparse_ceiling.py
 
 
 def bm25_rank_bounds(beir, model):
@@ -200,7 +326,6 @@ def bm25_rank_bounds(beir, model):
     model tokenizer's pieces, computed here from the definition: IDF log(1 + (N - df + 0.5) / (df + 0.5)),
     document length without <s> and </s>, the mean length with them (as sparse_ceiling.py counts it),
     a query's distinct pieces weighted 1. Ties give a range of ranks."""
-    import math
     from collections import Counter
 
     from transformers import AutoTokenizer
@@ -228,13 +353,15 @@ def bm25_rank_bounds(beir, model):
     return bounds
 
 
-def test_sparse_ceiling_script(tmp_path, tiny_bgem3):
-    beir = pieces_beir(tmp_path / "beir")
-    out = tmp_path / "ceiling.md"
-    run("sparse_ceiling.py", "--model", tiny_bgem3, "--datasets", beir, "--out", out, tmp_path=tmp_path)
-    (row,) = [cells(line) for line in out.read_text().splitlines() if "| bm25-on-pieces: sparse |" in line]
+def ceiling_args(ctx):
+    return ["--model", ctx.model, "--datasets", pieces_beir(ctx.tmp / "pieces"), "--out", ctx.report("ceiling.md")]
+
+
+def ceiling_check(ctx, stdout):
+    (row,) = [cells(line) for line in (ctx.tmp / "ceiling.md").read_text().splitlines()
+              if "| bm25-on-pieces: sparse |" in line]
     ndcg, recall, mrr = map(float, row[2:5])
-    bounds = bm25_rank_bounds(beir, tiny_bgem3)
+    bounds = bm25_rank_bounds(ctx.tmp / "pieces", ctx.model)
     worst_best = [[sum(f(r) for r in ranks) / len(bounds) for ranks in zip(*bounds.values())]
                   for f in (lambda r: 1 / math.log2(r + 1) if r <= 10 else 0.0, lambda r: 1 / r if r <= 10 else 0.0)]
     (ndcg_best, ndcg_worst), (mrr_best, mrr_worst) = worst_best
@@ -244,27 +371,40 @@ def test_sparse_ceiling_script(tmp_path, tiny_bgem3):
     assert recall == 1.0  # every document shares pieces with every query ("the", "."): all are retrieved
 
 
-def test_qdrant_backend_script(tmp_path, monkeypatch):
-    """bench_qdrant_backend.py on a small collection: both qdrant-edge copies return the local engine's
-    documents, scores and quality in every mode (the script's own agreement columns say so). Run in
-    process with the word encoder (distinct dense and multi-vector scores; every document is a candidate,
-    so sparse ties cannot change the union): the tiny random model's dense scores differ by less than
-    float32 rounding, where two engines may order them either way."""
-    pytest.importorskip("qdrant_edge")
-    sys.path.insert(0, str(BENCH))
-    import bench_qdrant_backend
-    from test_engine import WordEncoder
+# ------------------------------------------------------------------------------ bench_qdrant_backend.py
+# Run in process with the fake encoder (distinct dense and multi-vector scores; every document is a
+# candidate, so sparse ties cannot change the union): the tiny random model's dense scores differ by less
+# than float32 rounding, where two engines may order them either way.
 
-    beir = pieces_beir(tmp_path / "beir")
-    col = open_collection(tmp_path / "local", create=True, encoder=WordEncoder(),
+
+def word_encoder():
+    return FakeEncoder(dim=16, colbert_dim=16, name="word-hash-test")
+
+
+def qdrant_args(ctx):
+    beir = pieces_beir(ctx.tmp / "pieces")
+    col = open_collection(ctx.tmp / "local", create=True, encoder=word_encoder(),
                           config=CollectionConfig(colbert_codec="float32"))
     col.index(beir / "corpus.jsonl")
-    monkeypatch.setattr(bench_qdrant_backend, "open_collection",
-                        lambda folder, **kw: open_collection(folder, encoder=WordEncoder(), **kw))
-    out = tmp_path / "qdrant.md"
-    bench_qdrant_backend.main(["--collection", str(tmp_path / "local"), "--dataset", str(beir),
-                               "--work", str(tmp_path / "work"), "--warmup", "1", "--out", str(out)])
-    rows = [cells(line) for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    return ["--collection", ctx.tmp / "local", "--dataset", beir, "--work", ctx.tmp / "work", "--warmup", "1",
+            "--out", ctx.report("qdrant.md")]
+
+
+def qdrant_in_process(ctx, argv):
+    sys.path.insert(0, str(BENCH))
+    import bench_qdrant_backend
+
+    ctx.monkeypatch.setattr(bench_qdrant_backend, "open_collection",
+                            lambda folder, **kw: open_collection(folder, encoder=word_encoder(), **kw))
+    bench_qdrant_backend.main(argv)
+    return ""
+
+
+def qdrant_check(ctx, stdout):
+    """Both qdrant-edge copies return the local engine's documents, scores and quality in every mode
+    (the script's own agreement columns say so)."""
+    rows = [cells(line) for line in (ctx.tmp / "qdrant.md").read_text().splitlines()
+            if line.startswith("| ") and "---" not in line][1:]
     by_mode = {}
     for mode, system, ndcg, recall, *_, same, ties, diff in rows:
         by_mode.setdefault(mode, {})[system] = (float(ndcg), float(recall), float(same), float(ties), float(diff))
@@ -277,3 +417,85 @@ def test_qdrant_backend_script(tmp_path, monkeypatch):
         for name, got in systems.items():
             assert got[:2] == local[:2], (mode, name)  # nDCG@10 and Recall@100
             assert got[3] == 1.0 and got[4] < 1e-5, (mode, name)  # the same top-10 up to ties, scores to float32
+
+
+# ------------------------------------------------------------------------------ bench_ray.py
+
+
+def ray_check(ctx, stdout):
+    text = (ctx.tmp / "ray.md").read_text()
+    assert "Bit-identical: **True**" in text and "bench_ray.py --quick" in text
+
+
+# ------------------------------------------------------------------------------ the table
+
+QUICK = {
+    "quality.py": Quick(quality_args, quality_check),
+    "bench_colbert_codecs.py": Quick(colbert_codecs_args, colbert_codecs_check),
+    "bench_encode.py": Quick(lambda ctx: ["--quick", "--model", ctx.model], encode_check),
+    "encode_quality.py": Quick(encode_quality_args, encode_quality_check),
+    "bench_engine.py": Quick(engine_args, engine_check),
+    "bench_heads.py": Quick(lambda ctx: ["--quick", "--out", ctx.report("report.md")], heads_check),
+    "bench_maxsim.py": Quick(lambda ctx: ["--candidates", 20, "--tokens", 16, "--dims", 32, "--nq", 4, "--repeats", 1,
+                                          "--codecs", "float32,int8,float16", "--device", "cpu"], maxsim_check),
+    "bench_sparse.py": Quick(lambda ctx: ["--docs", 2000, "--vocab", 5000, "--queries", 10, "--repeats", 1], sparse_check),
+    "sweep_sparse_weight.py": Quick(sweep_args, sweep_check),
+    "sparse_ceiling.py": Quick(ceiling_args, ceiling_check),
+    "bench_qdrant_backend.py": Quick(qdrant_args, qdrant_check, needs=(("qdrant_edge", "qdrant-edge is not installed"),),
+                                     in_process=qdrant_in_process),
+    "bench_ray.py": Quick(lambda ctx: ["--quick", "--out", ctx.report("ray.md"), "--work", ctx.tmp / "work"], ray_check,
+                          needs=(("ray.data", "Ray is not installed (not in the test extra: `pip install ray[data]`)"),)),
+}
+# scripts with a `main` that cannot have a quick variant: name -> why (none today)
+NO_QUICK: dict[str, str] = {}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_quick_variant(script, tmp_path, request, monkeypatch):
+    if script in NO_QUICK:
+        pytest.skip(f"{script}: {NO_QUICK[script]}")
+    assert script in QUICK, f"{script} has a main but no quick variant: add one to QUICK (or say why not in NO_QUICK)"
+    quick = QUICK[script]
+    for module, why in quick.needs:
+        pytest.importorskip(module, reason=why)
+    ctx = Ctx(tmp_path, request, monkeypatch)
+    argv = [str(x) for x in quick.args(ctx)]
+    stdout = quick.in_process(ctx, argv) if quick.in_process else run(script, *argv, tmp_path=tmp_path)
+    # every report names the commit its code was measured on
+    texts = [stdout] + [p.read_text() for p in ctx.reports if p.exists()] + [p.read_text() for p in (tmp_path / "out").glob("*.md")]
+    assert any(re.search(r"^Commit: [0-9a-f]{40}", t, re.M) for t in texts), script
+    quick.check(ctx, stdout)
+
+
+def test_quick_table_names_only_scripts():
+    assert set(QUICK) | set(NO_QUICK) <= set(SCRIPTS) and not set(QUICK) & set(NO_QUICK)
+    assert {"bench_engine.py", "quality.py", "bench_encode.py", "encode_quality.py"} <= set(SCRIPTS)  # the discovery works
+
+
+def test_bench_heads_memo_gives_the_encoder_its_own_outputs(tmp_path, tiny_bgem3):
+    """The state memo of benchmarks/bench_heads.py: a second encoder reading recorded states encodes
+    exactly as the transformer itself would (the benchmark's before/after rows rest on it)."""
+    import numpy as np
+
+    sys.path.insert(0, str(BENCH))
+    from bench_heads import StateMemo
+
+    from hsearch.encode import load_encoder
+
+    texts = ["the cat sat on the mat", "dogs chase cats in the park every single day", "rain"]
+    plain = load_encoder(str(tiny_bgem3)).encode_documents(texts)
+    recorder, reader = load_encoder(str(tiny_bgem3)), load_encoder(str(tiny_bgem3))
+    memo = StateMemo(tmp_path / "memo", recorder.dim)
+    memo.attach(recorder)
+    recorder.encode_documents(texts)
+    assert (memo.misses, memo.hits) == (3, 0)
+    again = StateMemo(tmp_path / "memo", reader.dim)  # reopened from disk
+    again.attach(reader)
+    reader.model = None  # any transformer call would fail
+    got = reader.encode_documents(texts)
+    assert (again.misses, again.hits) == (0, 3)
+    for a, b in zip(plain, got):
+        np.testing.assert_allclose(a.dense, b.dense, rtol=1e-5, atol=1e-6)
+        assert a.sparse.keys() == b.sparse.keys()
+        np.testing.assert_allclose(list(a.sparse.values()), list(b.sparse.values()), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.colbert, b.colbert, rtol=1e-5, atol=1e-6)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
 
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError, InputError
-from hsearch.types import Encoded
-from word_tokenizer import WordTokenizer
+from hsearch.testing import FakeEncoder
 
 pytest.importorskip("qdrant_client")
 pytest.importorskip("qdrant_edge")
@@ -30,44 +28,17 @@ WORDS = [f"w{i}" for i in range(300)]
 N_DOCS = 2000
 
 
-class WordEncoder:
-    """Random word vectors, weights jittered per text: distinct scores everywhere. (A tiny random
-    transformer gives near-equal dense vectors, and equal weights tie: ties at a top-k cut are broken by
-    chunk id locally and by the engine's own order in Qdrant, which would test tie-breaking, not the backend.)"""
-
-    def __init__(self, dim=24, colbert_dim=16):
-        from hsearch.encode.base import EncoderSpec
-
-        self.dim, self.colbert_dim = dim, colbert_dim
-        self.spec = EncoderSpec(name="word-test", pooling="mean", max_length=512, fingerprint="word-test-1")
-        self.tokenizer = WordTokenizer(mask=0xFFFFFF)
-        rng = np.random.default_rng(0)
-        self.D = rng.standard_normal((4096, dim)).astype(np.float32)
-        self.C = rng.standard_normal((4096, colbert_dim)).astype(np.float32)
-
-    def _one(self, text, dense=True, sparse=True, colbert=True):
-        ids = np.asarray(self.tokenizer(text)["input_ids"] or [0], np.int64)
-        rng = np.random.default_rng(zlib.crc32(text.encode()))
-        v = self.D[ids % 4096].mean(0) + 0.05 * rng.standard_normal(self.dim).astype(np.float32)
-        c = self.C[ids % 4096] + 0.1 * rng.standard_normal((len(ids), self.colbert_dim)).astype(np.float32)
-        u, n = np.unique(ids, return_counts=True)
-        w = (0.2 + ((u * 2654435761) % 1000) / 1250.0) * (1 + np.log(n)) * (1 + 0.01 * rng.random(len(u)))
-        return Encoded(dense=(v / np.linalg.norm(v)).astype(np.float32) if dense else None,
-                       sparse=dict(zip(u.tolist(), w.tolist())) if sparse else None,
-                       colbert=(c / np.linalg.norm(c, axis=1, keepdims=True)).astype(np.float32) if colbert else None,
-                       n_tokens=len(ids))
-
-    def encode_documents(self, texts, colbert=True, progress=False, **_):
-        return [self._one(t, colbert=colbert) for t in texts]
-
-    def encode_queries(self, texts, dense=True, sparse=True, colbert=True, **_):
-        return [self._one(t, dense, sparse, colbert) for t in texts]
+def fake_encoder():
+    """Hashed words with jittered sparse weights: distinct scores everywhere. (A tiny random transformer
+    gives near-equal dense vectors, and equal weights tie: ties at a top-k cut are broken by chunk id
+    locally and by the engine's own order in Qdrant, which would test tie-breaking, not the backend.)"""
+    return FakeEncoder(dim=24, colbert_dim=16, colbert_tokens=None, jitter=0.01, name="word-test")
 
 
 @pytest.fixture(scope="module")
 def word_encoder():
     with pytest.MonkeyPatch.context() as mp:  # every collection below loads this encoder as its model
-        enc = WordEncoder()
+        enc = fake_encoder()
         mp.setattr("hsearch.encode.load_encoder", lambda *a, **k: enc)
         yield enc
 
@@ -280,15 +251,15 @@ def test_import_and_help_load_no_qdrant_binding():
                           check=True).stdout.split() == ["False"]
 
 
-class TwoViewEncoder(WordEncoder):
+class TwoViewEncoder(FakeEncoder):
     """An encoder with a long-context method, as the engine sees one: its `passage_encoder` (the plain
     model) encodes passages, itself whole documents (dense vectors shifted, so the two views differ)."""
 
     max_tokens = 48
 
     def __init__(self):
-        super().__init__()
-        self.passage_encoder = WordEncoder()
+        super().__init__(dim=24, colbert_dim=16, colbert_tokens=None, jitter=0.01, name="word-test")
+        self.passage_encoder = fake_encoder()
         self.shift = np.random.default_rng(1).standard_normal(self.dim).astype(np.float32)
 
     def _one(self, text, dense=True, sparse=True, colbert=True):
