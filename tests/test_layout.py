@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # a layer may import from layers to its right only
-ORDER = ["cli", "train", "evaluate", "engine", "writer", "snapshot", "query", "backends", "ingest", "encode", "index", "storage",
+ORDER = ["cli", "server", "train", "evaluate", "engine", "writer", "snapshot", "query", "backends", "ingest", "encode", "index", "storage",
          "config", "errors", "types"]
 
 
