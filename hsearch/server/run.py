@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 from hsearch.errors import InputError
@@ -31,6 +32,8 @@ def serve(folders, host: str = "127.0.0.1", port: int = 8765, api_key: str | Non
     app = create_app(served, api_key=api_key, max_body=max_body or MAX_BODY)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     written = [_write_server_file(s, url) for s in served]
+    # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it lets the cleanup below run
+    previous = signal.signal(signal.SIGTERM, _exit)
     try:
         if ready:
             ready(url)
@@ -40,6 +43,11 @@ def serve(folders, host: str = "127.0.0.1", port: int = 8765, api_key: str | Non
             s.close()  # queued writes finish before the process ends
         for path in written:
             _remove_server_file(path)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit(signum, frame):
+    raise SystemExit(0)
 
 
 def _write_server_file(s: ServedCollection, url: str) -> Path:

@@ -64,7 +64,7 @@ class DocStore:
         return {d: (r, h, src) for r, d, h, src in self.conn.execute(sql, list(segments)) if r not in dead}
 
     def document(self, doc_id: str, segments: list[str], deleted_rows: np.ndarray) -> dict | None:
-        """The live document `doc_id` (its fields and its text joined from its chunks), or None."""
+        """The live document `doc_id` (its fields and its text joined from its chunks, title left out), or None."""
         if not segments:
             return None
         marks = ",".join("?" * len(segments))
@@ -84,6 +84,8 @@ class DocStore:
             elif c_end > end:
                 text += c_text[max(0, end - c_start):]
                 end = c_end
+        if title and text.startswith(title + "\n"):  # the writer indexes "title\ntext" (hsearch/writer.py)
+            text = text[len(title) + 1:]
         return {"id": doc_id, "title": title or "", "path": path, "text": text, "metadata": json.loads(meta or "{}")}
 
     def chunk_ids_of_rows(self, rows) -> np.ndarray:
