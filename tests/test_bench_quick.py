@@ -76,3 +76,28 @@ def test_bench_heads_quick(tmp_path):
     for row in ("| toy | before: dense |", "| toy | other: sparse |", "| toy | other: all |"):
         assert row in text, row
     assert re.search(r"toy / other: \d+ s, transformer states 0 computed", text)
+
+
+def test_bench_serve_quick(tmp_path):
+    """benchmarks/bench_serve.py --quick: 4 query clients for 2 s beside a writer, on a tiny model built in the
+    run: no failed request, no lost, duplicated or resurrected document; rates and latencies are numbers."""
+    import pytest
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    out = tmp_path / "serve.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_serve.py"), "--quick", "--out", str(out),
+                           "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = out.read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    single, loaded, writes = rows
+    assert single[0] == "1" and loaded[0] == "4 (+1 writer)"
+    for row in (single, loaded):
+        requests, failed, qps, p50, p95 = int(row[2]), int(row[3]), float(row[4]), float(row[5]), float(row[6])
+        assert requests > 0 and failed == 0 and qps > 0 and 0 < p50 <= p95
+    assert float(loaded[7]) == pytest.approx(float(loaded[4]) / float(single[4]), abs=0.01)
+    upserts, deletes, failed, invisible, lost, duplicated, resurrected = map(int, writes)
+    assert upserts >= 1 and failed == invisible == lost == duplicated == resurrected == 0
+    assert "bench_serve.py --quick" in text and "nproc=" in text
