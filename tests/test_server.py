@@ -283,3 +283,13 @@ def test_cli_query_uses_the_server(server):
     bad = subprocess.run(run + ["--server", url, "--mode", "dnse"], capture_output=True, text=True, cwd=ROOT,
                          env=env, timeout=300)
     assert bad.returncode != 0 and "unknown mode 'dnse'" in bad.stderr
+
+
+def test_search_page_is_served(server):
+    """The page and what it calls: the HTML (no key needed) and /collections (key needed). Driving it in a
+    browser is not tested here."""
+    url = server[0]
+    page = httpx.get(url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="q"' in page.text and "/collections/" in page.text and "textContent" in page.text
+    assert httpx.get(url + "/collections").status_code == 401
