@@ -265,6 +265,10 @@ def serve(collections, host, port, api_key, max_body, precision, runtime):
         raise click.ClickException(f"the server needs its extra ({e.name} is missing): "
                                    "pip install 'hsearch[server]'") from None
 
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        click.echo(f"warning: serving on {host} without an API key: anyone who reaches this port can read and "
+                   "write the collections (set --api-key or $HSEARCH_API_KEY)", err=True)
+
     def ready(url):
         click.echo(f"serving {', '.join(collections or ('.hsearch',))} at {url} (docs: {url}/docs); Ctrl-C stops",
                    err=True)

@@ -250,6 +250,12 @@ def test_kill_during_writes_keeps_acknowledged(tmp_path, tiny_bgem3):
     proc.wait()
     t.join(60)
     assert len(acked) >= 5
+    proc, url = start_server([folder])  # a new server over the stale server.json
+    try:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            assert all(c.get(f"/collections/col/documents/{i}").status_code == 200 for i in acked)
+    finally:
+        assert stop(proc) == 0
     from hsearch.engine import open_collection
 
     col = open_collection(folder)
@@ -257,8 +263,8 @@ def test_kill_during_writes_keeps_acknowledged(tmp_path, tiny_bgem3):
     assert {h.id for h in col.search("fern", mode="bm25", k=300, where=["id~k*"])} >= set(acked)
     col.add([{"id": "after", "text": "Written after the crash."}])  # the dead server's write lock is released
     assert col.get("after")["text"] == "Written after the crash."
-    # the stale server.json (dead pid) is ignored: `hsearch query` searches in its own process
-    assert (folder / "server.json").exists()
+    # a stale server.json (dead pid) is ignored: `hsearch query` searches in its own process
+    (folder / "server.json").write_text(json.dumps({"url": url, "pid": proc.pid, "name": "col"}))
     out = subprocess.run([sys.executable, "-m", "hsearch.cli", "query", "crash", "-c", str(folder), "--explain"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
