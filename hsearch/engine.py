@@ -336,6 +336,11 @@ def _doc_from_dict(d: dict, i: int) -> Document:
     text = d.get("text")
     if doc_id is None or not isinstance(text, str) or not text.strip():
         raise InputError(f"document {i} needs an 'id' and a non-empty 'text'")
+    try:
+        f"{doc_id}{text}{d.get('title') or ''}".encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate (JSON "\ud800") cannot be stored or tokenised
+        raise InputError(f"document {i} is not valid Unicode ({e.reason}); decode its source with errors='replace' "
+                         "or drop the character") from None
     meta = {k: v for k, v in d.items() if k not in ("id", "_id", "text", "title", "metadata")}
     meta.update(d.get("metadata") or {})
     return Document(id=str(doc_id), text=text, title=str(d.get("title") or ""), path=d.get("path"), metadata=meta)

@@ -50,7 +50,10 @@ def create_app(collections, api_key: str | None = None, max_body: int = MAX_BODY
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        return _error(422, _validation_message(exc))
+        message = _validation_message(exc)
+        if "json" not in request.headers.get("content-type", ""):
+            message = "send the body as JSON with the header 'content-type: application/json'; " + message
+        return _error(422, message)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
