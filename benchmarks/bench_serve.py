@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,7 +152,7 @@ def quick_setup(work: Path):
     return work / "col", queries
 
 
-def load_queries(path: str | None, folder: Path) -> list[str]:
+def load_queries(path: str | None) -> list[str]:
     if path:
         return [json.loads(line)["text"] for line in open(path) if line.strip()][:5000]
     return ["search", "document", "what is this about", "how does it work"]
@@ -190,7 +189,7 @@ def main(argv=None):
     elif not args.collection:
         p.error("give --collection DIR (or --quick)")
     else:
-        folder, queries = Path(args.collection), load_queries(args.queries, Path(args.collection))
+        folder, queries = Path(args.collection), load_queries(args.queries)
     key = "bench-key"
     headers = {"authorization": f"Bearer {key}"}
     from hsearch.server.client import collection_name

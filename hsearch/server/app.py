@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from hsearch.errors import CollectionError, HsearchError
 from hsearch.server import embeddings, page, routes
 from hsearch.server.limits import ApiKey, BodyLimit
+from hsearch.server.served import ShuttingDown
 
 log = logging.getLogger("hsearch.server")
 
@@ -46,7 +47,8 @@ def create_app(collections, api_key: str | None = None, max_body: int = MAX_BODY
     @app.exception_handler(HsearchError)
     async def hsearch_error(request: Request, exc: HsearchError):
         # CollectionError: the folder's state (another process writing, a model mismatch), not the request
-        return _error(409 if isinstance(exc, CollectionError) else 400, str(exc))
+        status = 503 if isinstance(exc, ShuttingDown) else 409 if isinstance(exc, CollectionError) else 400
+        return _error(status, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 from pathlib import Path
@@ -10,8 +9,6 @@ from pathlib import Path
 from hsearch.errors import InputError
 from hsearch.server.client import SERVER_FILE  # {url, pid, name} in each served collection: `hsearch query` finds it
 from hsearch.server.served import ServedCollection
-
-log = logging.getLogger("hsearch.server")
 
 
 def serve(folders, host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None,

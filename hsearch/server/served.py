@@ -7,17 +7,17 @@ inside this process, and a request is acknowledged only once its commit is on di
 """
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from concurrent.futures import Future
 from pathlib import Path
 
 from hsearch.engine import Collection, open_collection
-from hsearch.errors import InputError
+from hsearch.errors import HsearchError
 from hsearch.server.client import collection_name
 
-log = logging.getLogger("hsearch.server")
+class ShuttingDown(HsearchError):
+    """A write arrived after the server began to stop (HTTP 503)."""
 
 
 class ServedCollection:
@@ -32,6 +32,7 @@ class ServedCollection:
         # A query's encode takes milliseconds; the rest of the query (stores, fusion) runs unlocked.
         self.encode_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
+        self._closing, self._closing_lock = False, threading.Lock()
         self._thread = threading.Thread(target=self._write_loop, name=f"hsearch-writer-{self.name}", daemon=True)
         self._thread.start()
 
@@ -60,16 +61,17 @@ class ServedCollection:
         return self._submit(lambda: self.writer.delete(ids))
 
     def _submit(self, job):
-        if not self._thread.is_alive():
-            raise InputError("this server is shutting down; retry against the restarted server")
         done: Future = Future()
-        self._jobs.put((job, done))
+        with self._closing_lock:
+            if self._closing:
+                raise ShuttingDown("this server is shutting down; retry the write against the restarted server")
+            self._jobs.put((job, done))
         return done.result()  # re-raises the job's error in the request's thread
 
     def _write_loop(self):
         while True:
             item = self._jobs.get()
-            if item is None:
+            if item is None:  # close(): nothing can be queued behind it any more
                 return
             job, done = item
             try:
@@ -78,6 +80,8 @@ class ServedCollection:
                 done.set_exception(e)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish queued writes, then stop the writer thread."""
-        self._jobs.put(None)
+        """Finish queued writes, then stop the writer thread; later writes are refused."""
+        with self._closing_lock:
+            self._closing = True
+            self._jobs.put(None)
         self._thread.join(timeout)
