@@ -235,15 +235,15 @@ def _query_server(url, collection, body):
     running = None if url else client.running_server(collection)
     if url is None and running is None:
         return None
+    target = url or running["url"]
     try:
-        url = url or running["url"]
-        answer = client.query(url, (running or {}).get("name") or client.collection_name(collection), body,
+        answer = client.query(target, (running or {}).get("name") or client.collection_name(collection), body,
                               api_key=os.environ.get("HSEARCH_API_KEY"))
-        return {**answer, "server": url}
     except client.ServerError as e:
-        if url is None and e.status is None:
+        if url is None and e.status is None:  # found through server.json, but nothing answers there
             return None
         raise
+    return {**answer, "server": target}
 
 
 @main.command()

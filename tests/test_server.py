@@ -275,6 +275,16 @@ def test_kill_during_writes_keeps_acknowledged(tmp_path, tiny_bgem3):
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "answered by the server" not in out.stdout and "after" in out.stdout
+    # a live pid (a reused one: this test's own) where nothing answers at the url: searched here as well
+    (folder / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid(), "name": "col"}))
+    out = subprocess.run([sys.executable, "-m", "hsearch.cli", "query", "crash", "-c", str(folder), "--explain"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "answered by the server" not in out.stdout and "after" in out.stdout
+    # named with --server, an unreachable server is an error that says what to do
+    out = subprocess.run([sys.executable, "-m", "hsearch.cli", "query", "crash", "-c", str(folder), "--server", url],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode != 0 and "cannot reach the server" in out.stderr and "hsearch serve" in out.stderr
 
 
 def test_cli_query_uses_the_server(server):
