@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q -c constraints.txt
 COL := .hsearch-demo
 
-.PHONY: demo test setup setup-test clean heads
+.PHONY: demo serve test setup setup-test clean heads
 
 $(BIN)/hsearch: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,12 @@ demo: setup
 	$(BIN)/hsearch index examples/corpus --collection $(COL)
 	time $(BIN)/hsearch query "how much do cats sleep?" --collection $(COL) --mode dense+sparse -k 3
 	time $(BIN)/hsearch query "Wie lange schlafen Katzen?" --collection $(COL) --mode all -k 3 --explain
+
+# One warm process: the demo collection over HTTP on 127.0.0.1:8765 (search page at /, API docs at /docs).
+serve: setup
+	$(PIP) -e ".[server]"
+	$(BIN)/hsearch index examples/corpus --collection $(COL)
+	$(BIN)/hsearch serve --collection $(COL) --port 8765
 
 test: setup-test
 	$(BIN)/python -m pytest -q

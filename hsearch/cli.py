@@ -188,31 +188,93 @@ def delete(ids, collection):
 @click.option("--model", "-m", default=None, help="Another name for the model that built the collection (e.g. "
               "e5-small-base for a collection built before e5-small had heads); default: the collection's own.")
 @_precision_options
+@click.option("--server", "server_url", default=None, metavar="URL",
+              help="Send the query to a running `hsearch serve` (API key from $HSEARCH_API_KEY). Without it, a "
+                   "server serving this collection is used when its server.json names a live process.")
+@click.option("--local", is_flag=True, help="Search in this process even when a server serves the collection.")
 @_handle_errors
 def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, doc_score, whole_weight,
-          explain, as_json, model, precision, runtime):
-    """Search the collection."""
-    from hsearch.engine import open_collection
+          explain, as_json, model, precision, runtime, server_url, local):
+    """Search the collection (through its running server when there is one)."""
+    options = dict(k=k, where=list(where), depth=depth, fusion=fusion, weights=weights, normalize=normalize,
+                   rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight)
+    answer = None if local else _query_server(server_url, collection, {"query": text, "mode": mode, **options,
+                                                                       "explain": explain})
+    if answer is not None:
+        hits, plan_text = answer["hits"], f"{answer.get('plan')}\n(answered by the server at {answer['server']})"
+    else:
+        from hsearch.engine import open_collection
 
-    col = open_collection(collection, model=model, precision=precision, runtime=runtime)
-    plan = col.plan(text, mode, k=k, where=list(where), depth=depth, fusion=fusion, weights=weights,
-                    normalize=normalize, rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight)
-    hits = col.run(plan)
+        col = open_collection(collection, model=model, precision=precision, runtime=runtime)
+        plan = col.plan(text, mode, **options)
+        hits = [{"id": h.id, "score": h.score, "scores": h.scores, "snippet": h.snippet, "path": h.path,
+                 "title": h.title, "chunk": h.chunk, "metadata": h.metadata} for h in col.run(plan)]
+        plan_text = plan.describe()
     if as_json:
-        click.echo(json.dumps([{"id": h.id, "score": h.score, "scores": h.scores, "snippet": h.snippet,
-                                "path": h.path, "title": h.title, "chunk": h.chunk, "metadata": h.metadata}
-                               for h in hits], ensure_ascii=False, indent=1))
+        click.echo(json.dumps(hits, ensure_ascii=False, indent=1))
         return
     if explain:
-        click.echo(plan.describe() + "\n")
+        click.echo(plan_text + "\n")
     if not hits:
         click.echo("no results")
     for rank, h in enumerate(hits, 1):
-        where_ = f"  ({h.path})" if h.path and h.path != h.id else ""
-        click.echo(f"{rank:>3}. {h.score:8.4f}  {h.id}{where_}")
+        where_ = f"  ({h['path']})" if h["path"] and h["path"] != h["id"] else ""
+        click.echo(f"{rank:>3}. {h['score']:8.4f}  {h['id']}{where_}")
         if explain:
-            click.echo("      " + "  ".join(f"{s}={v:.4f}" for s, v in h.scores.items()) + f"  chunk={h.chunk}")
-        click.echo(f"      {h.snippet}")
+            click.echo("      " + "  ".join(f"{s}={v:.4f}" for s, v in h["scores"].items()) + f"  chunk={h['chunk']}")
+        click.echo(f"      {h['snippet']}")
+
+
+def _query_server(url, collection, body):
+    """The server's answer, or None to search in this process: no --server given and no live server.json
+    (or its server no longer answers: a pid reused by another process)."""
+    import os
+
+    from hsearch.server import client
+
+    running = None if url else client.running_server(collection)
+    if url is None and running is None:
+        return None
+    target = url or running["url"]
+    try:
+        answer = client.query(target, (running or {}).get("name") or client.collection_name(collection), body,
+                              api_key=os.environ.get("HSEARCH_API_KEY"))
+    except client.ServerError as e:
+        if url is None and e.status is None:  # found through server.json, but nothing answers there
+            return None
+        raise
+    return {**answer, "server": target}
+
+
+@main.command()
+@click.option("--collection", "-c", "collections", multiple=True, metavar="DIR",
+              help="A collection folder to serve (repeatable; default .hsearch). Served under its folder's name.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; the default answers this machine only. 0.0.0.0 exposes it: set an API key.")
+@click.option("--port", default=8765, show_default=True)
+@click.option("--api-key", envvar="HSEARCH_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' (default: $HSEARCH_API_KEY; none: no key).")
+@click.option("--max-body", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest request body, bytes.")
+@_precision_options
+@_handle_errors
+def serve(collections, host, port, api_key, max_body, precision, runtime):
+    """Serve collections over HTTP: query, documents, info, /v1/embeddings, a search page at /, docs at /docs."""
+    try:
+        from hsearch.server.run import serve as run
+    except ImportError as e:
+        raise click.ClickException(f"the server needs its extra ({e.name} is missing): "
+                                   "pip install 'hsearch[server]'") from None
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        click.echo(f"warning: serving on {host} without an API key: anyone who reaches this port can read and "
+                   "write the collections (set --api-key or $HSEARCH_API_KEY)", err=True)
+
+    def ready(url):
+        click.echo(f"serving {', '.join(collections or ('.hsearch',))} at {url} (docs: {url}/docs); Ctrl-C stops",
+                   err=True)
+
+    run(collections or (".hsearch",), host=host, port=port, api_key=api_key, max_body=max_body, ready=ready,
+        precision=precision, runtime=runtime)
 
 
 @main.command()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -118,6 +119,7 @@ class Collection:
         self._query_encoder = None
         self._snapshot: Snapshot | None = None
         self._snapshot_key = None
+        self._snapshot_lock = threading.Lock()  # queries from several threads (hsearch serve) share one snapshot
 
     # ---- model ------------------------------------------------------------------------------
     @property
@@ -231,11 +233,18 @@ class Collection:
     # ---- reading ----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         """The latest committed state (re-read when another process committed since)."""
-        st = (self.folder / MANIFEST).stat()
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if self._snapshot is None or key != self._snapshot_key:
-            self._snapshot, self._snapshot_key = Snapshot(self.folder), key
-        return self._snapshot
+        with self._snapshot_lock:
+            st = (self.folder / MANIFEST).stat()
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._snapshot is None or key != self._snapshot_key:
+                self._snapshot, self._snapshot_key = Snapshot(self.folder), key
+            return self._snapshot
+
+    def get(self, doc_id: str) -> dict | None:
+        """The live document `doc_id` as {id, title, path, text, metadata} (text joined from its chunks),
+        or None when there is none."""
+        snap = self.snapshot()
+        return snap.docs.document(str(doc_id), [s.name for s in snap.manifest.segments], snap.dead_docs)
 
     def plan(self, query: str, mode: str = "dense+sparse", k: int = 10, where=(), **options) -> Plan:
         """The plan `search` would run, without running it (`describe()` prints it)."""
@@ -336,6 +345,11 @@ def _doc_from_dict(d: dict, i: int) -> Document:
     text = d.get("text")
     if doc_id is None or not isinstance(text, str) or not text.strip():
         raise InputError(f"document {i} needs an 'id' and a non-empty 'text'")
+    try:
+        f"{doc_id}{text}{d.get('title') or ''}".encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate (JSON "\ud800") cannot be stored or tokenised
+        raise InputError(f"document {i} is not valid Unicode ({e.reason}); decode its source with errors='replace' "
+                         "or drop the character") from None
     meta = {k: v for k, v in d.items() if k not in ("id", "_id", "text", "title", "metadata")}
     meta.update(d.get("metadata") or {})
     return Document(id=str(doc_id), text=text, title=str(d.get("title") or ""), path=d.get("path"), metadata=meta)

@@ -427,6 +427,26 @@ def ray_check(ctx, stdout):
     assert "Bit-identical: **True**" in text and "bench_ray.py --quick" in text
 
 
+# ------------------------------------------------------------------------------ bench_serve.py
+
+
+def serve_check(ctx, stdout):
+    """4 query clients for 2 s beside a writer, on a tiny model built in the run: no failed request, no lost,
+    duplicated or resurrected document; rates and latencies are numbers, the ratio column their ratio."""
+    text = (ctx.tmp / "serve.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    single, loaded, writes = rows
+    assert single[0] == "1" and loaded[0] == "4 (+1 writer)"
+    for row in (single, loaded):
+        requests, failed, qps, p50, p95 = int(row[2]), int(row[3]), float(row[4]), float(row[5]), float(row[6])
+        assert requests > 0 and failed == 0 and qps > 0 and 0 < p50 <= p95
+    assert float(loaded[7]) == pytest.approx(float(loaded[4]) / float(single[4]), abs=0.01)
+    upserts, deletes, failed, invisible, lost, duplicated, resurrected = map(int, writes)
+    assert upserts >= 1 and failed == invisible == lost == duplicated == resurrected == 0
+    assert "bench_serve.py --quick" in text and "nproc=" in text
+
+
 # ------------------------------------------------------------------------------ the table
 
 QUICK = {
@@ -443,6 +463,9 @@ QUICK = {
     "sparse_ceiling.py": Quick(ceiling_args, ceiling_check),
     "bench_qdrant_backend.py": Quick(qdrant_args, qdrant_check, needs=(("qdrant_edge", "qdrant-edge is not installed"),),
                                      in_process=qdrant_in_process),
+    "bench_serve.py": Quick(lambda ctx: ["--quick", "--out", ctx.report("serve.md"), "--work", ctx.tmp / "work"],
+                            serve_check, needs=(("fastapi", "the server extra is not installed"),
+                                                ("httpx", "httpx is not installed"))),
     "bench_ray.py": Quick(lambda ctx: ["--quick", "--out", ctx.report("ray.md"), "--work", ctx.tmp / "work"], ray_check,
                           needs=(("ray.data", "Ray is not installed (not in the test extra: `pip install ray[data]`)"),)),
 }

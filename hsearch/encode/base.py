@@ -329,6 +329,11 @@ def _check_texts(texts) -> list[str]:
             raise InputError(f"text {i} is a {type(t).__name__}, not a string; convert it with str() first")
         if not t.strip():
             raise InputError(f"text {i} is empty or only whitespace; remove it before encoding")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate (JSON "\ud800"): the tokenizer would fail obscurely
+            raise InputError(f"text {i} is not valid Unicode ({e.reason} at character {e.start}); decode its source "
+                             "with errors='replace' or drop the character") from None
     return texts
 
 

@@ -63,6 +63,31 @@ class DocStore:
         sql = f"select row, doc_id, hash, source from docs where segment in ({marks})"
         return {d: (r, h, src) for r, d, h, src in self.conn.execute(sql, list(segments)) if r not in dead}
 
+    def document(self, doc_id: str, segments: list[str], deleted_rows: np.ndarray) -> dict | None:
+        """The live document `doc_id` (its fields and its text joined from its chunks, title left out), or None."""
+        if not segments:
+            return None
+        marks = ",".join("?" * len(segments))
+        dead = set(deleted_rows.tolist())
+        sql = (f"select row, path, title, metadata from docs where doc_id = ? and segment in ({marks}) "
+               "order by row desc")
+        live = [r for r in self.conn.execute(sql, [doc_id, *segments]) if r[0] not in dead]
+        if not live:
+            return None
+        row, path, title, meta = live[0]
+        text, end = "", None
+        # chunks overlap (and a long-context collection holds two views of the text): keep each character once
+        for c_text, c_start, c_end in self.conn.execute(
+                "select text, start, end from chunks where doc_row = ? order by start, end", [row]):
+            if end is None:
+                text, end = c_text, c_end
+            elif c_end > end:
+                text += c_text[max(0, end - c_start):]
+                end = c_end
+        if title and text.startswith(title + "\n"):  # the writer indexes "title\ntext" (hsearch/writer.py)
+            text = text[len(title) + 1:]
+        return {"id": doc_id, "title": title or "", "path": path, "text": text, "metadata": json.loads(meta or "{}")}
+
     def chunk_ids_of_rows(self, rows) -> np.ndarray:
         rows = list(rows)
         out = []
