@@ -18,8 +18,8 @@ SPECIAL_NAMES = ("cls", "eos", "sep", "pad", "unk", "bos")
 
 # what the lexicon path takes (beyond it the whole tokenizer is loaded): a query, not a corpus. It costs a
 # few ms a call (a small Unigram model is built each time), so a process that keeps encoding (a server, an
-# evaluation) switches to the whole tokenizer after LEXICON_CALLS calls, or at once through `warm()`.
-LEXICON_TEXTS, LEXICON_CHARS, LEXICON_CALLS = 16, 2000, 2
+# evaluation) switches to the whole tokenizer after LEXICON_CALLS calls (the encoder makes two itself, for its prefixes), or at once through `warm()`.
+LEXICON_TEXTS, LEXICON_CHARS, LEXICON_CALLS = 16, 2000, 8
 
 
 class FastTokenizer:
