@@ -39,7 +39,10 @@ class ServedCollection:
     def warm(self) -> None:
         """Load the query encoder now and run one query through it, so the first request is not the slow one."""
         with self.encode_lock:
-            self.reader.query_encoder.encode_queries(["warm up"])
+            encoder = self.reader.query_encoder
+            if hasattr(encoder, "warm"):  # the whole tokenizer now, not on the eighth request (tokenizer.py)
+                encoder.warm()
+            encoder.encode_queries(["warm up"])
 
     def encode_queries(self, plan):
         """(plain, whole) encodings of the plan's query, as `Collection.run` takes them."""
