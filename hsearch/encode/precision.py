@@ -6,7 +6,7 @@ Two settings, each with `auto`:
     precision  fp32 (the reference: FlagEmbedding parity) | bf16 (torch, a CPU with AVX512-BF16 or AMX, or
                CUDA) | fp16 (torch, CUDA) | int8 (onnx: weights quantised per output channel, activations
                per batch, by ONNX Runtime's dynamic quantisation)
-`auto` picks by purpose, from the measurements in benchmarks/RESULTS.md ("Encoder speed"): queries
+`auto` picks by purpose, from the measurements in benchmarks/RESULTS.md ("Encoder speed and precision"): queries
 (one short text, latency) and documents (bulk, throughput) want different things. The library's
 `load_encoder` defaults to the reference (torch, fp32); the engine, the CLI and the server default to
 `auto`. `HSEARCH_RUNTIME` / `HSEARCH_PRECISION` set the default for a process (the tests pin fp32 torch).
