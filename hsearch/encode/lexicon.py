@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hsearch.storage import arrays
+
 FILES = ("lexicon_pieces.npy", "lexicon_ids.npy", "lexicon_scores.npy", "lexicon.json")
 
 
@@ -55,9 +57,9 @@ class Lexicon:
     def __init__(self, folder: Path):
         from tokenizers import Tokenizer
 
-        self.pieces = np.load(folder / FILES[0], mmap_mode="r")
-        self.ids = np.load(folder / FILES[1], mmap_mode="r")
-        self.scores = np.load(folder / FILES[2], mmap_mode="r")
+        self.pieces = arrays.load(folder / FILES[0], mmap_mode="r")
+        self.ids = arrays.load(folder / FILES[1], mmap_mode="r")
+        self.scores = arrays.load(folder / FILES[2], mmap_mode="r")
         meta = json.loads((folder / FILES[3]).read_text())
         self.unk_id, self.min_id, self.max_chars = meta["unk_id"], meta["min_id"], meta["max_chars"]
         self.before, self.after, self.added = meta["before"], meta["after"], meta["added"]

@@ -18,9 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from hsearch.errors import ModelError
+from hsearch.storage import arrays
 
 from .base import EncoderSpec, TextEncoder
-from .onnx_export import EXPORT_FORMAT, GRAPHS, MARKER, ExportError, export, export_dir, quantize_int8
+from .onnx_export import (
+    EXPORT_FORMAT,
+    GRAPHS,
+    MARKER,
+    ExportError,
+    export,
+    export_dir,
+    quantize_int8,
+)
 from .tokenizer import FastTokenizer
 
 log = logging.getLogger("hsearch")
@@ -40,7 +49,7 @@ class OnnxEncoder(TextEncoder):
                            fusion_weights=fusion_weights or {},
                            extra={"folder": str(model_dir), "provenance": meta.get("provenance", "")})
         self._setup(FastTokenizer(folder / "tokenizer.json", meta["special_ids"], meta["model_input_names"]), spec)
-        self._embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
+        self._embeddings = arrays.load(folder / "embeddings.npy", mmap_mode="r")
         self._hidden = int(meta["hidden"])
         heads = meta.get("heads", {})
         self._sparse = _head(folder, "sparse", np.float64) if "sparse" in heads else None
@@ -142,4 +151,4 @@ def _read_meta(folder: Path) -> dict:
 
 
 def _head(folder: Path, name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
-    return np.load(folder / f"{name}_w.npy").astype(dtype), np.load(folder / f"{name}_b.npy").astype(dtype)
+    return arrays.load(folder / f"{name}_w.npy").astype(dtype), arrays.load(folder / f"{name}_b.npy").astype(dtype)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hsearch.errors import CollectionError, InputError
+from hsearch.storage import arrays
 
 if TYPE_CHECKING:
     import torch
@@ -236,7 +237,7 @@ class PQCodec:
         np.save(folder / "mv_centroids.npy", self.centroids)
 
     def load(self, folder: Path) -> None:
-        self.centroids = np.load(folder / "mv_centroids.npy")
+        self.centroids = arrays.load(folder / "mv_centroids.npy")
         if self.centroids.shape != (self.M, self.ksub, self.dsub):
             raise CollectionError(f"{folder}: pq codebook has shape {self.centroids.shape}, meta says "
                                   f"{(self.M, self.ksub, self.dsub)}; rewrite the segment")

@@ -13,6 +13,7 @@ import numpy as np
 
 from hsearch.errors import CollectionError
 
+from .arrays import load_npz
 from .atomic import fsync_dir, write_json_atomic
 
 FORMAT = 1
@@ -24,6 +25,15 @@ class Segment:
     name: str
     start: int  # chunk ids [start, end)
     end: int
+    # segments merged into this one (hsearch/merge.py): their document rows in docs.sqlite keep the
+    # name they were written under, so a merge never rewrites SQLite before its manifest commits
+    parts: list[str] = field(default_factory=list)
+    dropped: int = 0  # deleted chunks of [start, end) a merge left out of the stores
+
+    @property
+    def doc_segments(self) -> list[str]:
+        """Names under which this segment's document rows are stored."""
+        return [self.name, *self.parts]
 
 
 @dataclass
@@ -53,6 +63,11 @@ class Manifest:
         data["segments"] = [Segment(**s) for s in data.get("segments", [])]
         return cls(**data)
 
+    @property
+    def doc_segments(self) -> list[str]:
+        """Every name under which a live segment's document rows are stored (docs.sqlite's `segment`)."""
+        return [n for s in self.segments for n in s.doc_segments]
+
     def save(self, folder: Path) -> None:
         write_json_atomic(folder / MANIFEST, asdict(self))
 
@@ -61,8 +76,7 @@ class Manifest:
         if not self.tombstones:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         try:
-            with np.load(folder / self.tombstones) as z:
-                return z["chunks"], z["docs"]
+            return load_npz(folder / self.tombstones, ("chunks", "docs"))
         except (OSError, ValueError, KeyError) as e:
             raise CollectionError(f"tombstone file {self.tombstones} is unreadable ({e}); rebuild the collection") from None
 
