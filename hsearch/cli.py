@@ -176,6 +176,8 @@ def delete(ids, collection):
               help="dense, sparse, colbert, bm25 joined by '+', or 'all' (= dense+sparse+colbert).")
 @click.option("--k", "-k", default=10, show_default=True, help="Documents to return.")
 @click.option("--depth", default=100, show_default=True, help="Candidates each first-stage signal retrieves.")
+@click.option("--ef-search", type=int, default=None,
+              help="HNSW search effort of dense segments past 50k chunks (default 128; higher: better recall, slower).")
 @click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
 @click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: the weights its model's heads were tuned for, else BGE-M3's 0.4/0.2/0.4).")
 @click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None,
@@ -193,11 +195,11 @@ def delete(ids, collection):
                    "server serving this collection is used when its server.json names a live process.")
 @click.option("--local", is_flag=True, help="Search in this process even when a server serves the collection.")
 @_handle_errors
-def query(text, collection, mode, k, depth, fusion, weights, normalize, rrf_k, where, doc_score, whole_weight,
+def query(text, collection, mode, k, depth, ef_search, fusion, weights, normalize, rrf_k, where, doc_score, whole_weight,
           explain, as_json, model, precision, runtime, server_url, local):
     """Search the collection (through its running server when there is one)."""
     options = dict(k=k, where=list(where), depth=depth, fusion=fusion, weights=weights, normalize=normalize,
-                   rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight)
+                   rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight, ef_search=ef_search)
     answer = None if local else _query_server(server_url, collection, {"query": text, "mode": mode, **options,
                                                                        "explain": explain})
     if answer is not None:
@@ -305,6 +307,19 @@ def embed(texts, model, is_query, max_length, tokens, long_context, long_context
     missing = {k: v for k, v in enc.spec.describe_heads().items() if v.startswith("missing")}
     for head, note in missing.items():
         click.echo(f"note: {head} head {note}", err=True)
+
+
+@main.command()
+@COLLECTION
+@_handle_errors
+def optimize(collection):
+    """Merge every segment into one and drop deleted documents from disk (writes merge small segments
+    on their own; this makes a collection as fast to query as one built in a single commit)."""
+    from hsearch.engine import open_collection
+
+    r = open_collection(collection).optimize()
+    (s0, s1), (b0, b1) = r["segments"], r["bytes"]
+    click.echo(f"{s0} segment(s) -> {s1}; {b0 / 2**20:.1f} MiB -> {b1 / 2**20:.1f} MiB on disk")
 
 
 @main.command()

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import asdict, replace
@@ -17,7 +18,7 @@ import numpy as np
 
 from hsearch.backends import settle_config
 from hsearch.config import CollectionConfig
-from hsearch.errors import CollectionError, InputError
+from hsearch.errors import CollectionError, InputError, StaleSnapshot
 from hsearch.ingest.loaders import Document, LoadStats, load_path
 from hsearch.query.execute import execute
 from hsearch.query.plan import DEFAULT_WEIGHTS, Plan, make_plan, parse_where
@@ -27,6 +28,8 @@ from hsearch.types import VIEWS, Hit
 from hsearch.writer import IndexReport, Writer
 
 DEFAULT_COLLECTION = ".hsearch"
+log = logging.getLogger("hsearch")
+_OWN = object()  # Collection._write: the collection's own encoder (loaded on first use)
 
 
 def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = False, model: str | None = None,
@@ -209,7 +212,7 @@ class Collection:
         """Delete documents by id; returns how many existed."""
         if isinstance(ids, str):
             ids = [ids]
-        return self._write(lambda w: w.delete(list(ids)))
+        return self._write(lambda w: w.delete(list(ids)), encoder=None)
 
     def encode_on_ray(self, address: str | None = "local", **options):
         """Encode this collection's documents on Ray from now on (`hsearch index --ray`): a local Ray, or
@@ -221,11 +224,31 @@ class Collection:
         return attach_ray(self.encoder, c.model, address, long_context=c.long_context,
                           long_context_length=c.long_context_length, **options)
 
-    def _write(self, job):
+    def optimize(self) -> dict:
+        """Merge every segment into one: deleted chunks leave every store, deleted documents leave
+        docs.sqlite (hsearch/merge.py). Returns {merges, segments before/after, bytes before/after}."""
+        before = self.info()
+        def job(w):
+            n = w.merge(everything=True)
+            w.purge()
+            return n
+
+        merges = self._write(job, encoder=None, policy=False)
+        after = self.info()
+        return {"merges": merges, "segments": [before["segments"], after["segments"]],
+                "bytes": [sum(before["bytes"].values()), sum(after["bytes"].values())]}
+
+    def _write(self, job, encoder=_OWN, policy: bool = True):
         self._manifest = Manifest.load(self.folder)
-        w = Writer(self.folder, self._manifest, self.config, self.encoder)
+        w = Writer(self.folder, self._manifest, self.config, self.encoder if encoder is _OWN else encoder)
         try:
-            return job(w)
+            out = job(w)
+            if policy:  # committed already: a merge that fails leaves it intact, and is retried next write
+                try:
+                    w.merge()
+                except OSError as e:
+                    log.warning("segment merge failed (%s); the write is committed, the next one retries", e)
+            return out
         finally:
             self._manifest = w.manifest
             w.close()
@@ -237,14 +260,26 @@ class Collection:
             st = (self.folder / MANIFEST).stat()
             key = (st.st_mtime_ns, st.st_size, st.st_ino)
             if self._snapshot is None or key != self._snapshot_key:
-                self._snapshot, self._snapshot_key = Snapshot(self.folder), key
+                self._snapshot, self._snapshot_key = self._open_snapshot(), key
             return self._snapshot
+
+    def _open_snapshot(self) -> Snapshot:
+        """A new snapshot. A merge may commit, then remove the segments it replaced, between reading the
+        manifest and opening those segments: then the manifest has changed, and is read again."""
+        for attempt in range(3):
+            manifest = Manifest.load(self.folder)
+            try:
+                return Snapshot(self.folder, manifest)
+            except CollectionError:
+                if attempt == 2 or Manifest.load(self.folder).generation == manifest.generation:
+                    raise
+        raise AssertionError("unreachable")
 
     def get(self, doc_id: str) -> dict | None:
         """The live document `doc_id` as {id, title, path, text, metadata} (text joined from its chunks),
         or None when there is none."""
         snap = self.snapshot()
-        return snap.docs.document(str(doc_id), [s.name for s in snap.manifest.segments], snap.dead_docs)
+        return snap.docs.document(str(doc_id), snap.manifest.doc_segments, snap.dead_docs)
 
     def plan(self, query: str, mode: str = "dense+sparse", k: int = 10, where=(), **options) -> Plan:
         """The plan `search` would run, without running it (`describe()` prints it)."""
@@ -286,7 +321,10 @@ class Collection:
         if encoded_whole is None and whole is not None:
             encoded_whole = whole.encode_queries([plan.query], dense="dense" in need, sparse="sparse" in need,
                                                  colbert="colbert" in need)[0]
-        return execute(plan, snap, encoded, encoded_whole)
+        try:
+            return execute(plan, snap, encoded, encoded_whole)
+        except StaleSnapshot:
+            return execute(plan, self.snapshot(), encoded, encoded_whole)
 
     def query_encoders(self, plan: Plan):
         """(encoder for passages, encoder for whole documents or None): with a long-context method a
@@ -301,7 +339,7 @@ class Collection:
         m = snap.manifest
         size = {part: _disk_bytes(self.folder / part) for part in ("segments", "bm25", "bm25-whole", "docs.sqlite")
                 if part != "bm25-whole" or (self.folder / part).exists()}
-        live_docs = snap.docs.live_docs([s.name for s in m.segments], snap.dead_docs)
+        live_docs = snap.docs.live_docs(m.doc_segments, snap.dead_docs)
         out = {"collection": str(self.folder), "model": m.encoder.get("name"), "documents": len(live_docs),
                "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
                "bytes": size, "heads": _heads(m.encoder), "config": m.config,

@@ -19,3 +19,7 @@ class CollectionError(HsearchError):
 
 class ClusterError(HsearchError):
     """A Ray cluster cannot encode as this process would: its workers load other model files, or lost texts."""
+
+
+class StaleSnapshot(CollectionError):
+    """A query's snapshot met a chunk that a later `optimize` has purged: run it again on the new snapshot."""

@@ -18,6 +18,7 @@ from hsearch.index.bm25 import BM25Index
 from hsearch.index.dense import DenseReader
 from hsearch.index.multivector import open_multivector
 from hsearch.index.sparse import open_sparse
+from hsearch.storage import arrays
 from hsearch.storage.docstore import DocStore
 from hsearch.storage.manifest import Manifest
 
@@ -28,9 +29,9 @@ class SegmentReaders:
     def __init__(self, folder: Path, name: str, start: int, end: int):
         self.name, self.start, self.end = name, start, end
         try:
-            self.doc_rows = np.load(folder / "doc_rows.npy", mmap_mode="r")
+            self.doc_rows = arrays.load(folder / "doc_rows.npy", mmap_mode="r")
             # which view each chunk belongs to; absent: one view, every chunk in both (types.py)
-            self.views = np.load(folder / "views.npy") if (folder / "views.npy").exists() else None
+            self.views = arrays.load(folder / "views.npy") if (folder / "views.npy").exists() else None
             self.stores = {}  # a Qdrant collection keeps dense and sparse (and maybe colbert) in Qdrant
             if (folder / "dense").exists():
                 self.stores["dense"] = DenseReader(folder / "dense")
@@ -62,6 +63,7 @@ class Snapshot:
         remote = open_remote(CollectionConfig.from_dict(self.manifest.config), folder, self.manifest, self.dead_chunks)
         bm25 = ReaderSource("bm25", self.bm25, self.bm25_whole) if self.bm25 else None
         self.sources = [s for s in (bm25, self.local, remote) if s]
+        self._scopes: dict[tuple, Scope] = {}  # see scope()
 
     @property
     def n_chunks(self) -> int:
@@ -92,11 +94,19 @@ class Snapshot:
                 ok[pos] = (s.views[ids[pos] - s.start] & view) != 0
         return ok
 
-    def scope(self, where=(), view: int | None = None) -> Scope:
-        """What a query with metadata filter `where` may see in this snapshot, in one view of the documents."""
-        if view is None or not self.has_views:
-            return Scope(where, self.live, self.docs.filtered_chunk_ids)
-        return Scope(where, lambda ids: self.live(ids) & self.in_view(ids, view), self.docs.filtered_chunk_ids, view)
+    def scope(self, where=(), view: int | None = None, ef_search: int | None = None) -> Scope:
+        """What a query with metadata filter `where` may see in this snapshot, in one view of the documents.
+        One Scope per (where, view) is kept for the snapshot's life, with the masks it computed."""
+        view = view if self.has_views else None
+        key = (tuple(tuple(w) for w in where), view)
+        scope = self._scopes.get(key)
+        if scope is None:
+            live = self.live if view is None else (lambda ids: self.live(ids) & self.in_view(ids, view))
+            scope = Scope(where, live, self.docs.filtered_chunk_ids, view)
+            if len(self._scopes) >= 64:  # filters no longer asked for
+                self._scopes.clear()
+            self._scopes[key] = scope
+        return scope.with_ef_search(ef_search)
 
     def by_segment(self, ids: np.ndarray):
         """Yield (segment readers, positions into ids) for the ids each segment holds."""

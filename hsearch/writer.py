@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hsearch import merge
 from hsearch.backends import open_sink
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError
@@ -88,13 +89,13 @@ class Writer:
         live = {s.name for s in self.manifest.segments}
         seg_dir = self.folder / SEGMENTS
         seg_dir.mkdir(exist_ok=True)
-        for d in seg_dir.iterdir():
+        for d in seg_dir.iterdir():  # also the folders a merge replaced, if it died before removing them
             if d.name not in live:
                 shutil.rmtree(d, ignore_errors=True)
         for f in self.folder.glob("tombstones-*.npz"):
             if f.name != self.manifest.tombstones:
                 f.unlink()
-        self.docs.delete_rows_not_in(sorted(live))
+        self.docs.delete_rows_not_in(sorted(self.manifest.doc_segments))
         for bm25 in self.bm25.values():
             bm25.delete_from(self.manifest.next_chunk_id)
             bm25.commit()
@@ -106,7 +107,7 @@ class Writer:
         with delete_missing, delete those of `source` no longer present)."""
         report = IndexReport()
         dead_chunks, dead_docs = self.manifest.load_tombstones(self.folder)
-        live = self.docs.live_docs([s.name for s in self.manifest.segments], dead_docs)
+        live = self.docs.live_docs(self.manifest.doc_segments, dead_docs)
         seen: set[str] = set()
         pending: list[tuple[Document, int | None]] = []
         pending_chunks = pending_chars = 0
@@ -139,7 +140,7 @@ class Writer:
 
     def delete(self, doc_ids: list[str]) -> int:
         _dc, dead_docs = self.manifest.load_tombstones(self.folder)
-        live = self.docs.live_docs([s.name for s in self.manifest.segments], dead_docs)
+        live = self.docs.live_docs(self.manifest.doc_segments, dead_docs)
         rows = [live[d][0] for d in doc_ids if d in live]
         if rows:
             self._commit([], rows, "", IndexReport(), False)
@@ -173,6 +174,51 @@ class Writer:
         for bm25 in self.bm25.values() if replaced else ():  # safe now: the manifest no longer shows these chunks
             bm25.delete(replaced_chunks)
             bm25.commit()
+
+    # ---- merging (hsearch/merge.py) ---------------------------------------------------------
+    def merge(self, everything: bool = False) -> int:
+        """Merge segments as the policy asks (`everything`: all into one, every deleted chunk dropped,
+        as `hsearch optimize` does); each merge is a commit. Returns how many merges were committed."""
+        done = 0
+        while True:
+            m = self.manifest
+            dead_chunks, _dd = m.load_tombstones(self.folder)
+            if everything:
+                n = len(m.segments)
+                run = (0, n) if n > 1 or (n == 1 and merge.dead_in(m.segments[0], dead_chunks)) else None
+            else:
+                run = merge.plan_merge(m.segments, dead_chunks)
+            if run is None:
+                return done
+            self._merge(*run, dead_chunks)
+            done += 1
+            if everything:
+                return done
+
+    def purge(self) -> None:
+        """Drop the texts of deleted documents from docs.sqlite (after `merge(everything=True)`; a query on
+        an older snapshot that meets one of them is run again on the new one, see query/execute.py)."""
+        self.docs.purge_texts(self.manifest.load_tombstones(self.folder)[1])
+
+    def _merge(self, i: int, j: int, dead_chunks: np.ndarray) -> None:
+        m = self.manifest
+        gen = m.generation + 1
+        name = f"seg-{gen:06d}"
+        tmp = self.folder / SEGMENTS / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        old = m.segments[i:j]
+        seg = merge.write_merged(self.folder / SEGMENTS, old, dead_chunks, self.config, tmp, name)
+        fsync_tree(tmp)
+        tmp.rename(self.folder / SEGMENTS / name)
+        new = Manifest(generation=gen, config=m.config, encoder=m.encoder,
+                       segments=[*m.segments[:i], seg, *m.segments[j:]], next_chunk_id=m.next_chunk_id,
+                       tombstones=m.tombstones)
+        new.save(self.folder)  # the commit point
+        self.manifest = new
+        self.sink.commit(gen, np.empty(0, np.int64))
+        for s in old:  # no snapshot opened from now on lists them; open ones keep their files open
+            shutil.rmtree(self.folder / SEGMENTS / s.name, ignore_errors=True)
 
     def _write_segment(self, gen, pending, source, first_id, report, progress):
         enc = self.encoder

@@ -37,3 +37,32 @@ def test_hnsw_recall(tmp_path):
     qs = _vectors(50, d=32, seed=3)
     recall = np.mean([len(set(r.search(q, 10)[0]) & set(np.argsort(-(x @ q))[:10])) / 10 for q in qs])
     assert recall >= 0.95
+
+
+def test_ef_search_of_a_query_sets_the_hnsw_effort_and_the_masks_are_computed_once(tmp_path):
+    from hsearch.backends.base import Scope
+
+    x = _vectors(4000, d=64, seed=1)  # full-rank random vectors: hard for a graph, so effort shows
+    ids = np.arange(4000, dtype=np.int64)
+    write_dense(tmp_path, ids, x, "hnsw", hnsw_m=8, ef_construction=40)
+    r = DenseReader(tmp_path)
+    qs = _vectors(40, d=64, seed=2)
+    allowed = ids[ids % 7 != 0]
+    exact = [set(allowed[np.argsort(-(x[allowed] @ q))[:10]].tolist()) for q in qs]
+    calls = []
+
+    def live(i):
+        calls.append(len(i))
+        return i % 7 != 0
+
+    base = Scope((), live, lambda w: ids)
+
+    def recall(ef):
+        scope = base.with_ef_search(ef)
+        found = [r.search(q, 10, scope)[0] for q in qs]
+        return np.mean([len(set(f.tolist()) & ex) / 10 for f, ex in zip(found, exact)])
+
+    low, high = recall(10), recall(400)
+    assert high > low + 0.1 and high > 0.9
+    assert calls == [4000]  # one mask of the segment for 80 searches: kept by the scope (a snapshot's)
+    assert all((r.search(q, 10, base.with_ef_search(400))[0] % 7 != 0).all() for q in qs[:5])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # a layer may import from layers to its right only; nothing imports `testing` (the test doubles)
-ORDER = ["testing", "cli", "server", "train", "evaluate", "engine", "writer", "snapshot", "query", "backends", "ingest", "encode", "index", "storage",
+ORDER = ["testing", "cli", "server", "train", "evaluate", "engine", "writer", "merge", "snapshot", "query", "backends", "ingest", "encode", "index", "storage",
          "config", "errors", "types"]
 
 

@@ -43,14 +43,39 @@ class Scope:
     """
 
     def __init__(self, where: tuple, live: Callable[[np.ndarray], np.ndarray],
-                 matching: Callable[[tuple], np.ndarray], view: int | None = None):
+                 matching: Callable[[tuple], np.ndarray], view: int | None = None, ef_search: int | None = None):
         # view: PASSAGE or WHOLE (hsearch/types.py) when the collection has both; `live` already applies it
         self.where, self.live, self._matching, self.view = tuple(where), live, matching, view
+        self.ef_search = ef_search  # HNSW search effort of this query (None: the reader's default)
         self._allowed: np.ndarray | None = None
+        # A snapshot keeps one Scope per (where, view) for its life (tombstones and metadata are fixed
+        # for it), so the mask of a store's whole id array is computed once, not on every query:
+        # id(array) -> (array, mask); the array is held so that its id is never reused meanwhile.
+        self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def with_ef_search(self, ef_search: int | None) -> Scope:
+        """This scope (and its cached masks) with another HNSW search effort."""
+        if ef_search == self.ef_search:
+            return self
+        other = Scope.__new__(Scope)
+        other.__dict__.update(self.__dict__)
+        other.ef_search = ef_search
+        return other
+
+    def allow_store(self, ids: np.ndarray) -> np.ndarray:
+        """`allow` of a store's whole id array (the same array object on every call), computed once."""
+        hit = self._masks.get(id(ids))
+        if hit is None or hit[0] is not ids:
+            hit = (ids, self.allow(ids))
+            self._masks[id(ids)] = hit
+        return hit[1]
 
     def matching(self, where: tuple) -> np.ndarray:
         """Sorted chunk ids whose document matches `where` (resolved in the document store)."""
         return self._matching(tuple(where))
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:  # a Scope is itself an `Allow` (index/base.py)
+        return self.allow(ids)
 
     def allow(self, ids: np.ndarray) -> np.ndarray:
         mask = self.live(ids)

@@ -16,7 +16,7 @@ from .base import Scope
 
 
 def _collect(source, first: dict, depth: int, score: dict, scope: Scope, extra: np.ndarray):
-    pools = [np.asarray(extra, np.int64)] + [source.search(s, q, depth, scope.allow)[0] for s, q in first.items()]
+    pools = [np.asarray(extra, np.int64)] + [source.search(s, q, depth, scope)[0] for s, q in first.items()]
     ids = np.unique(np.concatenate(pools))
     return ids, {s: source.score(s, q, ids) for s, q in score.items()}
 

@@ -32,6 +32,7 @@ class BM25Index:
         folder.mkdir(parents=True, exist_ok=True)
         self.index = tantivy.Index(_schema(tokenizer), path=str(folder), reuse=True)
         self._writer = None
+        self._searcher = None  # a reader's: one per snapshot (engine.Collection makes a new one per commit)
 
     # ---- writing ----------------------------------------------------------------------------
     def add(self, ids: np.ndarray, texts: list[str]) -> None:
@@ -58,6 +59,7 @@ class BM25Index:
             self._writer.commit()
             self._writer.wait_merging_threads()
             self._writer = None
+            self._searcher = None
 
     def _writer_(self):
         if self._writer is None:
@@ -65,6 +67,14 @@ class BM25Index:
         return self._writer
 
     # ---- reading ----------------------------------------------------------------------------
+    def searcher(self):
+        """The index as of the first search through this object (reloading it per query cost more than
+        the search; newer commits belong to newer snapshots, which open their own BM25Index)."""
+        if self._searcher is None:
+            self.index.reload()
+            self._searcher = self.index.searcher()
+        return self._searcher
+
     def _query(self, text: str):
         # A query is plain words, never tantivy syntax: "what: (x" must not become a field lookup.
         words = re.sub(r"[^\w\s]", " ", text)
@@ -75,8 +85,7 @@ class BM25Index:
     def search(self, text: str, k: int, allow: Allow | None = None) -> tuple[np.ndarray, np.ndarray]:
         if k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        self.index.reload()
-        searcher = self.index.searcher()
+        searcher = self.searcher()
         query, limit = self._query(text), k
         while True:  # over-fetch until k allowed hits survive the snapshot/filter, or hits run out
             hits = searcher.search(query, limit).hits
@@ -96,8 +105,7 @@ class BM25Index:
         out = np.zeros(len(ids), dtype=np.float32)
         if len(ids) == 0:
             return out
-        self.index.reload()
-        searcher = self.index.searcher()
+        searcher = self.searcher()
         only = tantivy.Query.const_score_query(
             tantivy.Query.term_set_query(self.index.schema, "chunk_id", [int(i) for i in ids]), 0.0)
         q = tantivy.Query.boolean_query([(tantivy.Occur.Must, self._query(text)), (tantivy.Occur.Must, only)])

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hsearch.errors import InputError
+from hsearch.storage import arrays
 
 from .base import Allow
 
@@ -52,10 +53,29 @@ def write_dense(folder: Path, ids: np.ndarray, vectors: np.ndarray, kind: str = 
     return meta
 
 
+def merge_dense(folder: Path, readers: list, keeps: list[np.ndarray], kind: str = "auto") -> dict:
+    """Write one segment holding the vectors of `readers` where `keeps[i]` (a bool mask over reader
+    i's rows) is set. The vectors are read back exactly (flat and HNSW-flat store them uncompressed);
+    `kind` is chosen again for the merged size, so small flat segments can become one HNSW graph."""
+    ids, vecs = [], []
+    dim = max((int(r.meta["dim"]) for r in readers), default=0)
+    for r, keep in zip(readers, keeps):
+        rows = np.flatnonzero(keep)
+        if r.index is None or len(rows) == 0:
+            continue
+        ids.append(np.asarray(r.ids)[rows])
+        vecs.append(r.index.reconstruct_n(0, len(r))[rows])
+    ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    vecs = np.concatenate(vecs) if vecs else np.empty((0, dim), np.float32)
+    return write_dense(folder, ids, vecs, kind)
+
+
 class DenseReader:
     def __init__(self, folder: Path, ef_search: int = 128):
         self.meta = json.loads((folder / "dense.json").read_text())
-        self.ids = np.load(folder / "dense_ids.npy", mmap_mode="r")
+        self.ids = arrays.load(folder / "dense_ids.npy", mmap_mode="r")
+        self._ids = np.asarray(self.ids)  # one array object: cached masks are keyed by it
+        self._selectors: dict[int, tuple] = {}  # id(mask) -> (mask, bitmap, FAISS selector)
         self.index = None
         if self.meta["count"]:
             faiss = _faiss()
@@ -67,23 +87,38 @@ class DenseReader:
         return int(self.meta["count"])
 
     def search(self, query: np.ndarray, k: int, allow: Allow | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, inner products). `allow` may be a query's Scope (backends/base.py): then the mask
+        of this segment's ids, and the FAISS bitmap made of it, are computed once per snapshot and
+        filter, and its `ef_search` sets the HNSW search effort."""
         if self.index is None or k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         faiss = _faiss()
-        params = None
+        hnsw = self.meta["kind"] == "hnsw"
+        ef = (getattr(allow, "ef_search", None) or self.index.hnsw.efSearch) if hnsw else None
+        sel = None
         if allow is not None:
-            mask = allow(np.asarray(self.ids))
+            mask = getattr(allow, "allow_store", allow)(self._ids)
             if not mask.any():
                 return np.empty(0, np.int64), np.empty(0, np.float32)
             if not mask.all():
-                self._bits = np.packbits(mask, bitorder="little")  # kept alive while FAISS reads it
-                sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(self._bits))
-                params = (faiss.SearchParametersHNSW(sel=sel, efSearch=self.index.hnsw.efSearch)
-                          if self.meta["kind"] == "hnsw" else faiss.SearchParameters(sel=sel))
+                sel = self._selectors.get(id(mask))
+                if sel is None or sel[0] is not mask:
+                    bits = np.packbits(mask, bitorder="little")  # kept alive with the selector that reads it
+                    sel = (mask, bits, faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits)))
+                    if len(self._selectors) > 64:  # masks of filters no longer asked for
+                        self._selectors.clear()
+                    self._selectors[id(mask)] = sel
+        params = None
+        if hnsw:
+            params = faiss.SearchParametersHNSW(efSearch=max(int(ef), k))
+            if sel is not None:
+                params.sel = sel[2]
+        elif sel is not None:
+            params = faiss.SearchParameters(sel=sel[2])
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         scores, rows = self.index.search(q, min(k, len(self)), params=params)
         keep = rows[0] >= 0
-        return np.asarray(self.ids)[rows[0][keep]], scores[0][keep]
+        return self._ids[rows[0][keep]], scores[0][keep]
 
     def score(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.float32)
@@ -94,5 +129,7 @@ class DenseReader:
         hit = np.asarray(self.ids)[pos] == ids
         if hit.any():
             vecs = self.index.reconstruct_batch(pos[hit].astype(np.int64))
-            out[hit] = vecs @ np.asarray(query, dtype=np.float32)
+            # row by row, not BLAS gemv: gemv's summation order depends on a row's place in the batch,
+            # so a chunk's score would change with the candidates beside it and the segments it is in
+            out[hit] = (vecs * np.asarray(query, dtype=np.float32)).sum(axis=1)
         return out

@@ -31,11 +31,12 @@ from hsearch.errors import CollectionError, InputError
 from hsearch.index.kernels import ranges
 from hsearch.index.maxsim import maxsim, maxsim_numpy, resolve_device, use_torch
 from hsearch.index.mv_codecs import codec_files, get_codec
+from hsearch.storage import arrays
 
 if TYPE_CHECKING:  # torch is imported where MaxSim runs: opening a collection must not pay for it
     import torch
 
-__all__ = ["write_multivector", "open_multivector", "MultiVectorReader"]
+__all__ = ["write_multivector", "merge_multivector", "open_multivector", "MultiVectorReader"]
 
 FORMAT = "hsearch.multivector"
 VERSION = 1
@@ -99,6 +100,35 @@ def write_multivector(folder: Path, ids: np.ndarray, docs: Sequence[np.ndarray],
     return _write_files(folder, sids, offsets, codes, cod, requested, note)
 
 
+def merge_multivector(folder: Path, readers: list, keeps: list[np.ndarray], codec: str = "int8") -> dict:
+    """Write one segment holding the documents of `readers` where `keeps[i]` (a bool mask over reader
+    i's documents) is set. Codes of an untrained codec (int8, float16, float32) with the same settings
+    everywhere are copied as they are, so scores stay bitwise equal; otherwise (pq: a codebook per
+    segment) the vectors are decoded and encoded again with `codec`, trained on the merged set."""
+    cods = {(r.codec_name, json.dumps(r.meta.get("params", {}), sort_keys=True)) for r in readers}
+    dim = max((r.dim for r in readers), default=0)
+    if len(cods) == 1 and not readers[0].codec.trained:
+        parts = []
+        for r, keep in zip(readers, keeps):
+            rows = np.flatnonzero(keep)
+            codes, off = r._gather(rows) if len(rows) else ({k: np.asarray(v[:0]) for k, v in r.codes.items()},
+                                                            np.zeros(1, np.int64))
+            parts.append((np.asarray(r.ids)[rows], codes, off))
+        ids = np.concatenate([p[0] for p in parts])
+        codes = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+        offsets = np.zeros(len(ids) + 1, np.int64)
+        np.cumsum(np.concatenate([np.diff(p[2]) for p in parts]), out=offsets[1:])
+        r0 = readers[0]
+        return _write_files(folder, ids, offsets, codes, r0.codec, r0.meta.get("requested_codec", r0.codec_name),
+                            r0.meta.get("note"))
+    ids, docs = [], []
+    for r, keep in zip(readers, keeps):
+        sel = np.asarray(r.ids)[np.flatnonzero(keep)]
+        ids.append(sel)
+        docs += r.tokens(sel)
+    return write_multivector(folder, np.concatenate(ids) if ids else np.empty(0, np.int64), docs, codec, dim=dim)
+
+
 def _write_files(folder: Path, ids: np.ndarray, offsets: np.ndarray, codes: dict[str, np.ndarray],
                  cod, requested: str, note: str | None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +163,7 @@ def _write_files(folder: Path, ids: np.ndarray, offsets: np.ndarray, codes: dict
 
 
 def _load(path: Path) -> np.ndarray:
-    arr = np.load(path, mmap_mode="r")
+    arr = arrays.load(path, mmap_mode="r")
     return arr
 
 

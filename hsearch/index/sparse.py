@@ -52,6 +52,7 @@ import numpy as np
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.base import Allow
 from hsearch.index.kernels import ranges, top_k
+from hsearch.storage.arrays import load as load_npy
 
 FORMAT, VERSION, SCALE = "hsearch.sparse", 1, 100
 _ARRAYS = ("ids", "terms", "term_ptr", "post_docs", "post_weights", "doc_ptr", "doc_terms", "doc_weights")
@@ -109,9 +110,41 @@ def write_sparse(folder: Path, ids: np.ndarray, docs: list[dict[int, float]], qu
         top = weights.max() if len(weights) else 0
         if top > np.iinfo(np.uint16).max:
             raise InputError(f"write_sparse: weight {top / SCALE} too large to quantise; use quantize=False")
-        weights = weights.astype(np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16)
+        weights = weights.astype(_stored_dtype(top))
     else:
         weights = weights.astype(np.float32)
+    _write_arrays(folder, ids, pos, terms, weights, quantize)
+
+
+def _stored_dtype(top) -> np.dtype:
+    """The narrowest unsigned type holding quantised weights up to `top`."""
+    return np.dtype(np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16)
+
+
+def merge_sparse(folder: Path, readers: list, keeps: list[np.ndarray]) -> None:
+    """Write one segment holding the docs of `readers` (segments of one collection, ids ascending
+    across them) where `keeps[i]` (a bool mask over reader i's docs) is set. The stored weights are
+    copied, never re-quantised, so every kept doc scores bitwise as before."""
+    quantize = bool(readers and readers[0].meta["quantize"])
+    ids, pos, terms, weights, base = [], [], [], [], 0
+    for r, keep in zip(readers, keeps):
+        p = np.flatnonzero(keep)
+        lo, hi = r._dp[p], r._dp[p + 1]
+        span = ranges(lo, hi)
+        ids.append(r._ids[p])
+        pos.append(base + np.repeat(np.arange(len(p), dtype=np.int64), hi - lo))
+        terms.append(r._dt[span].astype(np.int64))
+        weights.append(r._dw[span])
+        base += len(p)
+    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dt))
+    weights = cat(weights, np.float32)
+    if quantize:
+        weights = weights.astype(_stored_dtype(weights.max() if len(weights) else 0))
+    _write_arrays(Path(folder), cat(ids, np.int64), cat(pos, np.int64), cat(terms, np.int64), weights, quantize)
+
+
+def _write_arrays(folder: Path, ids, pos, terms, weights, quantize: bool) -> None:
+    """The segment files from the flat (doc position, token id, stored weight) triples; `ids` ascending."""
     # Forward order: by doc position, then token id. One sort of a packed int64 key (both < 2**31);
     # keys are unique (dict keys), so the faster unstable sort is exact.
     fwd = np.argsort((pos << 31) | terms)
@@ -179,8 +212,8 @@ class SparseReader:
             meta = json.loads((folder / "meta.json").read_text())
             if meta.get("format") != FORMAT or meta.get("version") != VERSION:
                 raise CollectionError(f"{folder}: not a {FORMAT} v{VERSION} segment; rebuild the index")
-            arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in _ARRAYS}
-            arrays |= {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in _OPTIONAL
+            arrays = {n: load_npy(folder / f"{n}.npy", mmap_mode="r") for n in _ARRAYS}
+            arrays |= {n: load_npy(folder / f"{n}.npy", mmap_mode="r") for n in _OPTIONAL
                        if (folder / f"{n}.npy").exists()}
         except (OSError, ValueError, KeyError) as e:
             raise CollectionError(f"{folder}: unreadable sparse segment ({e}); rebuild the index") from e

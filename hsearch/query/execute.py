@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hsearch.errors import StaleSnapshot
 from hsearch.types import PASSAGE, WHOLE, Encoded, Hit
 
 from .fusion import normalize, rrf, weighted
@@ -83,8 +84,8 @@ class _Ranked:
     def __init__(self, plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None):
         first = {s: signal_query(s, plan, enc) for s in plan.first_stage} if extra is None else {}
         score = {s: signal_query(s, plan, enc) for s in plan.signals}
-        self.cand, self.table = gather(snapshot.sources, first, plan.depth, score, snapshot.scope(plan.where, view),
-                                       extra)
+        scope = snapshot.scope(plan.where, view, plan.ef_search)
+        self.cand, self.table = gather(snapshot.sources, first, plan.depth, score, scope, extra)
         self.fused = _fuse(plan, self.table) if self.cand.size else np.empty(0)
         order = np.lexsort((self.cand, -self.fused))  # best first; ties: the smaller chunk id
         rows = snapshot.doc_rows(self.cand)[order]
@@ -122,6 +123,8 @@ def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None
         shown.update({row: (found, found.best[row]) if row in found.best else (whole, whole.best[row])
                       for row in missing})
     info = snapshot.docs.chunks([int(r.cand[i]) for r, i in shown.values()])
+    if len(info) < len(shown):  # purged by `optimize` after this (older) snapshot was opened
+        raise StaleSnapshot("a document of this snapshot was purged meanwhile; run the query again")
     hits = []
     for row in top:
         ranked, i = shown[row]

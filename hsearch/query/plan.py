@@ -38,6 +38,7 @@ class Plan:
     # make_plan takes None as maxp; Collection.plan makes it both in a long-context collection.
     doc_score: str = "maxp"
     whole_weight: float = 0.5  # both: weight of the whole-document score (the best passage's is 1 - this)
+    ef_search: int | None = None  # HNSW dense segments: candidates the graph search keeps (None: 128)
 
     def describe(self) -> str:
         lines = [f"query: {self.query!r}",
@@ -124,7 +125,7 @@ def parse_where(items) -> tuple:
 def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 100, fusion: str = "weighted",
               weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
               where=(), colbert_depth: int = 200, doc_score: str | None = None, whole_weight: float = 0.5,
-              default_weights: dict | None = None) -> Plan:
+              default_weights: dict | None = None, ef_search: int | None = None) -> Plan:
     """default_weights: the weights a model's heads were tuned for (`Collection.plan` passes the ones its
     collection was built with); what `weights` leaves out comes from them, then from DEFAULT_WEIGHTS.
     They correct the scale of the heads' raw scores, so they apply to raw weighted sums only: min-max,
@@ -141,6 +142,8 @@ def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 
         raise InputError(f"k must be at least 1, got {k}")
     if depth < 1:
         raise InputError(f"depth must be at least 1, got {depth}")
+    if ef_search is not None and not 1 <= int(ef_search) <= 100_000:
+        raise InputError(f"ef_search must be between 1 and 100000, got {ef_search}")
     if doc_score not in DOC_SCORES:
         raise InputError(f"unknown document score {doc_score!r}; choose from {', '.join(DOC_SCORES)}")
     if not 0 <= whole_weight <= 1:
@@ -160,4 +163,4 @@ def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 
     return Plan(query=query, signals=signals, first_stage=first, depth=depth, k=k, fusion=fusion,
                 normalize=normalize, weights={s: w[s] for s in signals}, rrf_k=rrf_k,
                 where=tuple(where) if not isinstance(where, tuple) else where, doc_score=doc_score,
-                whole_weight=float(whole_weight))
+                whole_weight=float(whole_weight), ef_search=None if ef_search is None else int(ef_search))

@@ -33,6 +33,8 @@ class QueryRequest(BaseModel):
     depth: int = Field(100, ge=1, le=MAX_DEPTH, description="Candidates each first-stage signal retrieves.")
     doc_score: Literal["maxp", "whole", "both"] | None = None
     whole_weight: float = Field(0.5, ge=0.0, le=1.0)
+    ef_search: int | None = Field(None, ge=1, le=100_000,
+                                  description="HNSW search effort of dense segments past 50k chunks (default 128).")
     explain: bool = Field(False, description="Also return the plan, as `hsearch query --explain` prints it.")
 
 

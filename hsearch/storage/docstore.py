@@ -142,6 +142,17 @@ class DocStore:
             raise InputError(f"bad --where filter ({e})") from None
         return np.asarray(sorted(ids), dtype=np.int64)
 
+    def purge_texts(self, rows: np.ndarray) -> None:
+        """Remove the chunk texts of (deleted) document rows and hand the freed pages back to the disk.
+        The document rows stay: tombstones name them, and their row numbers must never be reused."""
+        rows = [int(r) for r in rows]
+        with self.conn:
+            for s in range(0, len(rows), 900):
+                part = rows[s:s + 900]
+                self.conn.execute(f"delete from chunks where doc_row in ({','.join('?' * len(part))})", part)
+        self.conn.execute("vacuum")
+        self.conn.execute("pragma wal_checkpoint(truncate)")  # else the old pages live on in the WAL file
+
     def delete_rows_not_in(self, segments: list[str]) -> None:
         """Remove rows of interrupted runs (their segment never reached the manifest)."""
         marks = ",".join("?" * len(segments)) or "''"
