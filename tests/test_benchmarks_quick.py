@@ -447,6 +447,28 @@ def serve_check(ctx, stdout):
     assert "bench_serve.py --quick" in text and "nproc=" in text
 
 
+# ------------------------------------------------------------------------------ bench_segments.py
+
+
+def segments_check(ctx, stdout):
+    """10 adds of 200 chunks: 10 segments without merging, the policy merges them into 1, optimize keeps
+    1 and shrinks the segment bytes; every ratio is its latency over the one-segment row's; recall is 1
+    on the flat (exact) index of so few vectors."""
+    text = (ctx.tmp / "out" / "segments.md").read_text()
+    rows = [cells(line) for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    lat = [r for r in rows if r[1].isdigit() and len(r) == 8]
+    assert [r[1] for r in lat] == ["1", "10", "1", "1"]
+    ref = [float(c.split()[0]) for c in lat[0][3:]]
+    for r in lat:
+        for c, base in zip(r[3:], ref):
+            ms, ratio = float(c.split()[0]), float(c.split()[1].strip("()x"))
+            assert ratio == pytest.approx(ms / base, abs=0.01)
+    seg = next(r for r in rows if r[0] == "segments")
+    assert float(seg[2].split()[0]) < float(seg[1].split()[0])
+    rec = [r for r in rows if r[0].isdigit() and len(r) == 4]
+    assert [int(r[0]) for r in rec] == [16, 32, 64, 128, 256] and all(r[1] == "flat" and r[2] == "1.000" for r in rec)
+
+
 # ------------------------------------------------------------------------------ the table
 
 QUICK = {
@@ -466,6 +488,7 @@ QUICK = {
     "bench_serve.py": Quick(lambda ctx: ["--quick", "--out", ctx.report("serve.md"), "--work", ctx.tmp / "work"],
                             serve_check, needs=(("fastapi", "the server extra is not installed"),
                                                 ("httpx", "httpx is not installed"))),
+    "bench_segments.py": Quick(lambda ctx: ["--quick", "--out", ctx.tmp / "out"], segments_check),
     "bench_ray.py": Quick(lambda ctx: ["--quick", "--out", ctx.report("ray.md"), "--work", ctx.tmp / "work"], ray_check,
                           needs=(("ray.data", "Ray is not installed (not in the test extra: `pip install ray[data]`)"),)),
 }
