@@ -145,3 +145,17 @@ def test_adapter_imports_no_other_framework_and_no_torch():
             "print(*(m in sys.modules for m in ('torch', 'transformers', 'llama_index')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"] * 3
+
+
+def test_readme_example(collection):
+    # README, "LangChain / LlamaIndex", with the fake encoder's collection in place of the bundled model's
+    store = HsearchVectorStore(collection, mode="dense+sparse")
+    store.add_texts(["Cats sleep most of the day and purr."], metadatas=[{"lang": "en"}], ids=["cat"])
+    [(doc, score)] = store.similarity_search_with_score("how long do cats sleep?", k=3, mode="dense+sparse+bm25",
+                                                        where=["lang=en"])
+    [hit] = collection.search("how long do cats sleep?", k=3, mode="dense+sparse+bm25", where=["lang=en"])
+    assert doc.id == hit.id == "cat" and score == hit.score
+    retriever = store.as_retriever(search_kwargs={"k": 3, "mode": "sparse", "filter": {"lang": "en"}})
+    assert retriever.invoke("purring cats") == [
+        Document(id="cat", page_content="Cats sleep most of the day and purr.", metadata={"lang": "en"})]
+    assert store.as_retriever(search_kwargs={"filter": {"lang": "de"}}).invoke("purring cats") == []

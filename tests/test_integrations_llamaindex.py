@@ -214,3 +214,18 @@ def test_adapter_imports_no_other_framework_and_no_torch():
             "print(*(m in sys.modules for m in ('torch', 'transformers', 'langchain_core', 'nltk')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"] * 4
+
+
+def test_readme_example(collection):
+    # README, "LangChain / LlamaIndex", with the fake encoder's collection in place of the bundled model's
+    store = HsearchVectorStore(collection)
+    index = VectorStoreIndex.from_vector_store(store, embed_model=MockEmbedding(embed_dim=1))
+    index.insert_nodes([TextNode(id_="cat", text="Cats sleep most of the day and purr.", metadata={"lang": "en"}),
+                        TextNode(id_="hund", text="Hunde schlafen im Park.", metadata={"lang": "de"})])
+    retriever = index.as_retriever(similarity_top_k=3, vector_store_query_mode="hybrid", alpha=0.7,
+                                   filters=MetadataFilters(filters=[MetadataFilter(key="lang", value="en")]))
+    nodes = retriever.retrieve("how long do cats sleep?")
+    want = collection.search("how long do cats sleep?", mode="dense+sparse", weights={"dense": 0.7, "sparse": 1 - 0.7},
+                             where=["lang=en"], k=3)
+    assert [(n.node.node_id, n.score) for n in nodes] == [(h.id, h.score) for h in want] and len(want) == 1
+    assert nodes[0].node.text == "Cats sleep most of the day and purr." and nodes[0].node.metadata == {"lang": "en"}
