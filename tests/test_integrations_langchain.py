@@ -6,14 +6,14 @@ import pytest
 pytest.importorskip("langchain_core")
 langchain_tests = pytest.importorskip("langchain_tests.integration_tests")
 
-from langchain_core.documents import Document  # noqa: E402
-from langchain_core.vectorstores import VectorStore, VectorStoreRetriever  # noqa: E402
+from langchain_core.documents import Document
+from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 
-from hsearch.config import CollectionConfig  # noqa: E402
-from hsearch.engine import open_collection  # noqa: E402
-from hsearch.errors import InputError  # noqa: E402
-from hsearch.integrations.langchain import HsearchVectorStore  # noqa: E402
-from hsearch.testing import FakeEncoder  # noqa: E402
+from hsearch.config import CollectionConfig
+from hsearch.engine import open_collection
+from hsearch.errors import InputError
+from hsearch.integrations.langchain import HsearchVectorStore
+from hsearch.testing import FakeEncoder
 
 # The standard suite's async tests carry no asyncio mark (LangChain's packages run pytest-asyncio in auto
 # mode); marking the whole module also marks its sync tests, which pytest-asyncio only warns about.

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from llama_index.core import Document, StorageContext, VectorStoreIndex  # noqa: E402
-from llama_index.core.embeddings import MockEmbedding  # noqa: E402
-from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode  # noqa: E402
-from llama_index.core.vector_stores.types import (  # noqa: E402
+from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.vector_stores.types import (
     FilterCondition,
     FilterOperator,
     MetadataFilter,
@@ -21,10 +21,10 @@ from llama_index.core.vector_stores.types import (  # noqa: E402
     VectorStoreQueryMode,
 )
 
-from hsearch.engine import open_collection  # noqa: E402
-from hsearch.errors import InputError  # noqa: E402
-from hsearch.integrations.llamaindex import HsearchVectorStore  # noqa: E402
-from hsearch.testing import FakeEncoder  # noqa: E402
+from hsearch.engine import open_collection
+from hsearch.errors import InputError
+from hsearch.integrations.llamaindex import HsearchVectorStore
+from hsearch.testing import FakeEncoder
 
 NO_EMBEDDINGS = MockEmbedding(embed_dim=1)
 

@@ -9,6 +9,7 @@ matches, `!=` included.
 from __future__ import annotations
 
 from hsearch.errors import InputError
+from hsearch.query.plan import parse_where
 
 # where reads these names as the document's own fields, not as metadata keys (hsearch/storage/docstore.py)
 OWN_FIELDS = ("id", "doc_id", "path", "title")
@@ -38,6 +39,13 @@ def condition(key: str, op: str, value) -> list[tuple[str, str, str]]:
     if isinstance(value, (int, float)) and op == "=":
         return [(key, ">=", repr(value)), (key, "<=", repr(value))]
     return [(key, op, str(value))]
+
+
+def native(where) -> list[tuple[str, str, str]]:
+    """hsearch's own `where` as a search takes it (["lang=de", "year>2019"], or tuples) as tuples, so that
+    framework conditions can be added to it."""
+    where = list(where or ())
+    return list(parse_where(where)) if where and isinstance(where[0], str) else where
 
 
 def _glob_literal(text: str) -> str:

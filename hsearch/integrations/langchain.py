@@ -30,8 +30,7 @@ from langchain_core.vectorstores import VectorStore
 
 from hsearch.engine import Collection, open_collection
 from hsearch.errors import InputError
-from hsearch.integrations.filters import condition
-from hsearch.query.plan import parse_where
+from hsearch.integrations.filters import condition, native
 
 
 class HsearchVectorStore(VectorStore):
@@ -84,14 +83,12 @@ class HsearchVectorStore(VectorStore):
         """(document, hsearch's fused score) pairs, best first. kwargs: see the module docstring."""
         options = {**self.search_options, **kwargs}
         mode = options.pop("mode", self.mode)
-        where = list(options.pop("where", None) or ())
+        where = options.pop("where", None) or ()
         if filter:
             if not isinstance(filter, dict):
                 raise InputError(f"filter must be a dict of metadata equalities such as {{'lang': 'de'}}, "
                                  f"not {type(filter).__name__}; use where=[...] for other comparisons")
-            if where and isinstance(where[0], str):  # one form for both: (field, op, value) tuples
-                where = list(parse_where(where))
-            where += [c for key, value in filter.items() for c in condition(key, "=", value)]
+            where = native(where) + [c for key, value in filter.items() for c in condition(key, "=", value)]
         hits = self.collection.search(query, mode=mode, k=k, where=where, **options)
         out = []
         for hit in hits:

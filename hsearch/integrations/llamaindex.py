@@ -35,8 +35,9 @@ lists every node, and queries are refused).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
@@ -54,8 +55,8 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from hsearch.engine import Collection, open_collection
 from hsearch.errors import InputError
-from hsearch.integrations.filters import condition
-from hsearch.query.plan import parse_mode, parse_where
+from hsearch.integrations.filters import condition, native
+from hsearch.query.plan import parse_mode
 
 REF_DOC_ID = "ref_doc_id"  # node_to_metadata_dict stores the source document's id under this key (and two others)
 OPERATORS = {FilterOperator.EQ: "=", FilterOperator.NE: "!=", FilterOperator.GT: ">", FilterOperator.GTE: ">=",
@@ -134,10 +135,8 @@ class HsearchVectorStore(BasePydanticVectorStore):
                              "(a query_embedding alone is not used)")
         options = dict(kwargs)
         mode = options.pop("mode", None) or self._mode(query.mode)
-        extra = options.pop("where", None) or ()
-        where = _where(query.filters) + _one_id("doc_ids", REF_DOC_ID, query.doc_ids) + \
-            _one_id("node_ids", "id", query.node_ids) + list(parse_where(extra) if extra and isinstance(extra[0], str)
-                                                              else extra)
+        where = (native(options.pop("where", None)) + _where(query.filters)
+                 + _one_id("doc_ids", REF_DOC_ID, query.doc_ids) + _one_id("node_ids", "id", query.node_ids))
         k = query.similarity_top_k
         if query.mode == VectorStoreQueryMode.HYBRID:
             k = query.hybrid_top_k or k
