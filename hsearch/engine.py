@@ -281,6 +281,19 @@ class Collection:
         snap = self.snapshot()
         return snap.docs.document(str(doc_id), snap.manifest.doc_segments, snap.dead_docs)
 
+    def ids(self, where=()) -> list[str]:
+        """The ids of the live documents, sorted; with `where` (as `search` takes it), those it matches.
+        What deleting by a metadata field needs (the LlamaIndex adapter's `delete(ref_doc_id)`)."""
+        if isinstance(where, (list, tuple)) and where and isinstance(where[0], str):
+            where = parse_where(where)
+        snap = self.snapshot()
+        live = snap.docs.live_docs([s.name for s in snap.manifest.segments], snap.dead_docs)
+        if not where:
+            return sorted(live)
+        chunks = snap.docs.filtered_chunk_ids(list(where))
+        rows = set(snap.doc_rows(chunks[snap.live(chunks)]).tolist())
+        return sorted(doc_id for doc_id, (row, _hash, _source) in live.items() if row in rows)
+
     def plan(self, query: str, mode: str = "dense+sparse", k: int = 10, where=(), **options) -> Plan:
         """The plan `search` would run, without running it (`describe()` prints it)."""
         if isinstance(where, (list, tuple)) and where and isinstance(where[0], str):

@@ -192,3 +192,15 @@ def test_plugged_encoder_object_builds_and_searches(tmp_path):
         open_collection(tmp_path / "c", encoder=word_encoder(seed=1))
     with pytest.raises(InputError, match="either model= or encoder="):
         open_collection(tmp_path / "d", create=True, model="minilm", encoder=word_encoder())
+
+
+def test_ids_lists_live_documents_matching_where(tmp_path):
+    col = open_collection(tmp_path / "c", create=True, encoder=word_encoder())
+    assert col.ids() == []
+    col.add([{"id": "b", "text": "bees buzz", "group": "x", "n": 3}, {"id": "a", "text": "ants dig", "group": "y"},
+             {"id": "c", "text": "cats nap", "group": "x", "n": 7}])
+    assert col.ids() == ["a", "b", "c"]
+    assert col.ids(["group=x"]) == ["b", "c"] and col.ids([("n", ">", "5")]) == ["c"]
+    col.add([{"id": "a", "text": "ants moved", "group": "x"}])  # a replaced document answers with its new fields
+    col.delete(["c"])
+    assert col.ids(["group=x"]) == ["a", "b"] and col.ids(["group=y"]) == [] and col.ids() == ["a", "b"]
