@@ -287,7 +287,7 @@ class Collection:
         if isinstance(where, (list, tuple)) and where and isinstance(where[0], str):
             where = parse_where(where)
         snap = self.snapshot()
-        live = snap.docs.live_docs([s.name for s in snap.manifest.segments], snap.dead_docs)
+        live = snap.docs.live_docs(snap.manifest.doc_segments, snap.dead_docs)
         if not where:
             return sorted(live)
         chunks = snap.docs.filtered_chunk_ids(list(where))
