@@ -119,7 +119,7 @@ def test_a_write_waits_for_another_writer(tmp_path, tiny_bgem3):
     holder = open_collection(folder, create=True, model=str(tiny_bgem3))
     holder.add([{"id": "a", "text": "first words"}])
     waiter = open_collection(folder)
-    waiter.encoder  # loaded before the race, so the timing below is the lock's
+    assert waiter.encoder is not None  # loaded now, so the timing below is the lock's
     locked, release = threading.Event(), threading.Event()
 
     def hold():
