@@ -28,6 +28,7 @@ from hsearch.types import VIEWS, Hit
 from hsearch.writer import IndexReport, Writer
 
 DEFAULT_COLLECTION = ".hsearch"
+LOCK_WAIT_S = 60.0
 log = logging.getLogger("hsearch")
 _OWN = object()  # Collection._write: the collection's own encoder (loaded on first use)
 
@@ -123,6 +124,8 @@ class Collection:
         self._snapshot: Snapshot | None = None
         self._snapshot_key = None
         self._snapshot_lock = threading.Lock()  # queries from several threads (hsearch serve) share one snapshot
+        # seconds a write waits for another process's write (an index run, a server's writer) before it is refused
+        self.lock_wait = LOCK_WAIT_S
 
     # ---- model ------------------------------------------------------------------------------
     @property
@@ -239,8 +242,7 @@ class Collection:
                 "bytes": [sum(before["bytes"].values()), sum(after["bytes"].values())]}
 
     def _write(self, job, encoder=_OWN, policy: bool = True):
-        self._manifest = Manifest.load(self.folder)
-        w = Writer(self.folder, self._manifest, self.config, self.encoder if encoder is _OWN else encoder)
+        w = Writer(self.folder, self.config, self.encoder if encoder is _OWN else encoder, wait=self.lock_wait)
         try:
             out = job(w)
             if policy:  # committed already: a merge that fails leaves it intact, and is retried next write

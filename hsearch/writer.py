@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ log = logging.getLogger("hsearch")
 # ~1.5-2M tokens, ~3 GB of 384-dim vectors. (QMSum's 232 transcripts, 3.2M tokens in two views, were
 # one commit under the chunk count alone and were killed at 24 GB.)
 MAX_COMMIT_CHARS = 6_000_000
+LOCK_POLL_S = 0.05  # how often a writer waiting for another one's lock tries again
 
 
 @dataclass
@@ -53,22 +55,35 @@ class IndexReport:
 
 
 class Writer:
-    """Holds the collection's write lock for its lifetime (one writer at a time; readers never wait)."""
+    """Holds the collection's write lock for its lifetime (one writer at a time; readers never wait).
 
-    def __init__(self, folder: Path, manifest: Manifest, config: CollectionConfig, encoder):
-        self.folder, self.manifest, self.config, self.encoder = folder, manifest, config, encoder
+    `wait`: seconds to wait for another writer (another process: `hsearch index`, a server's writer thread)
+    to release the lock before giving up with a CollectionError."""
+
+    def __init__(self, folder: Path, config: CollectionConfig, encoder, wait: float = 0.0):
+        self.folder, self.config, self.encoder = folder, config, encoder
         self._lock = open(folder / "write.lock", "w")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self._lock.close()
+                    raise CollectionError(f"another hsearch process is writing to {folder} (waited {wait:.0f} s); "
+                                          "wait for it to finish") from None
+                time.sleep(LOCK_POLL_S)
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CollectionError(f"another hsearch process is writing to {folder}; wait for it to finish") from None
-        try:
+            # Read under the lock: a manifest read before it can predate another process's last commit, and
+            # _cleanup would then remove that commit's segment as a leftover (its documents lost).
+            self.manifest = Manifest.load(folder)
             self.docs = DocStore(folder / "docs.sqlite")
             # one BM25 index per view, so that each has its own statistics (document count, mean length)
             views = {PASSAGE: "bm25", WHOLE: "bm25-whole"} if config.long_context else {PASSAGE: "bm25"}
             self.bm25 = {v: BM25Index(folder / name, config.bm25_tokenizer) for v, name in views.items()} \
                 if config.bm25 else {}
-            self.sink = open_sink(config, folder, manifest)  # where the vectors go (hsearch/backends/)
+            self.sink = open_sink(config, folder, self.manifest)  # where the vectors go (hsearch/backends/)
             self._cleanup()
         except BaseException:
             self._unlock()

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -19,20 +20,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def hsearch_env() -> dict:
+    """The environment for an `hsearch` subprocess that runs this checkout's code (not an installed copy)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
 def start_server(collections, *args: str, timeout: float = 120.0, log=None):
     """(process, url) of `hsearch serve -c DIR ... ARGS` once /health answers; the caller stops it."""
     port = free_port()
     cmd = [sys.executable, "-m", "hsearch.cli", "serve", "--port", str(port)]
     for c in collections:
         cmd += ["-c", str(c)]
-    proc = subprocess.Popen(cmd + list(args), stdout=log or subprocess.DEVNULL, stderr=log or subprocess.DEVNULL,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])})
+    stderr = log or tempfile.TemporaryFile()  # read back if the server exits before answering
+    proc = subprocess.Popen(cmd + list(args), stdout=log or subprocess.DEVNULL, stderr=stderr, cwd=ROOT,
+                            env=hsearch_env())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"hsearch serve exited with {proc.returncode} before answering")
+            said = ""
+            if log is None:
+                stderr.seek(0)
+                said = ": " + stderr.read()[-2000:].decode("utf-8", "replace").strip()
+            raise RuntimeError(f"hsearch serve exited with {proc.returncode} before answering{said}")
         try:
             with urllib.request.urlopen(url + "/health", timeout=1) as r:
                 if r.status == 200:

@@ -431,20 +431,31 @@ def ray_check(ctx, stdout):
 
 
 def serve_check(ctx, stdout):
-    """4 query clients for 2 s beside a writer, on a tiny model built in the run: no failed request, no lost,
-    duplicated or resurrected document; rates and latencies are numbers, the ratio column their ratio."""
+    """4 query clients beside an HTTP writer and an `hsearch index` run (another process) on a tiny model built
+    in the run: no failed request or write, no lost, duplicated or resurrected document, the live counts are
+    the counts before plus what was acknowledged (and the counts before again after the bench's cleanup);
+    rates and latencies are numbers, the ratio column their ratio."""
     text = (ctx.tmp / "serve.md").read_text()
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
-            if line.startswith("| ") and line[2].isdigit()]
-    single, loaded, writes = rows
-    assert single[0] == "1" and loaded[0] == "4 (+1 writer)"
+    rows = [cells(line) for line in text.splitlines() if line.startswith("| ") and not line.startswith("| clients")
+            and not line.startswith(("| writes", "| live"))]
+    single, loaded, http, index, docs, chunks = rows
+    assert single[0] == "1" and loaded[0] == "4 (+1 writer, +1 index run)"
     for row in (single, loaded):
         requests, failed, qps, p50, p95 = int(row[2]), int(row[3]), float(row[4]), float(row[5]), float(row[6])
         assert requests > 0 and failed == 0 and qps > 0 and 0 < p50 <= p95
     assert float(loaded[7]) == pytest.approx(float(loaded[4]) / float(single[4]), abs=0.01)
-    upserts, deletes, failed, invisible, lost, duplicated, resurrected = map(int, writes)
-    assert upserts >= 1 and failed == invisible == lost == duplicated == resurrected == 0
-    assert "bench_serve.py --quick" in text and "nproc=" in text
+    added, replaced, deleted = map(int, http[1].split(" / "))
+    assert added >= 1 and http[2:] and int(http[2]) == 0 and 0 < float(http[3]) <= float(http[4])
+    assert [int(x) for x in http[5:]] == [0, 0, 0, 0]  # not visible at once, lost, duplicated, resurrected
+    assert index[0].startswith("`hsearch index` run, 20 documents, ") and int(index[1]) == 20 and int(index[2]) == 0
+    assert int(index[6]) == 0  # lost
+    n_chunks = int(re.search(r"(\d+) chunks", index[0]).group(1))
+    assert n_chunks >= 20
+    before, end, expected, after = map(int, docs[1:])
+    assert end == expected == before + added - deleted + 20 and after == before
+    before, end, expected, after = map(int, chunks[1:])
+    assert end == expected and expected >= before + added - deleted + n_chunks and after == before
+    assert "bench_serve.py --quick" in text and "nproc=" in text and "first 5" not in text
 
 
 # ------------------------------------------------------------------------------ bench_segments.py

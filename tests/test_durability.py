@@ -89,3 +89,55 @@ def test_kill_9_mid_index_then_query_and_resume(tmp_path, tiny_bgem3):
     assert report.added + report.updated + report.unchanged == 120
     assert col.info()["documents"] == 120
     assert len(col.search("new document", mode="bm25", k=500)) == 120
+
+
+def test_commit_landing_while_a_write_starts_is_kept(tmp_path, tiny_bgem3, monkeypatch):
+    """Two writers of one folder (a server's writer and `hsearch index`, say). The second commits while the
+    first is loading its encoder, before it takes the lock: the first must read the manifest under the lock,
+    or it takes the new segment for a leftover and removes it (the other's acknowledged documents lost)."""
+    folder = tmp_path / "c"
+    open_collection(folder, create=True, model=str(tiny_bgem3)).add([{"id": "a", "text": "first words"}])
+    first, second = open_collection(folder), open_collection(folder)
+    real = first._load
+
+    def load_while_the_other_commits(purpose):
+        second.add([{"id": "b", "text": "written by the other process meanwhile"}])
+        return real(purpose)
+
+    monkeypatch.setattr(first, "_load", load_while_the_other_commits)
+    first.add([{"id": "c", "text": "written by the first"}])
+    after = open_collection(folder)
+    assert all(after.get(d) is not None for d in "abc")
+    assert {h.id for h in after.search("written", mode="bm25", k=10)} == {"b", "c"}
+
+
+def test_a_write_waits_for_another_writer(tmp_path, tiny_bgem3):
+    """A write waits (up to `lock_wait` seconds) for another writer's lock, then goes on; lock_wait=0 refuses."""
+    import threading
+
+    folder = tmp_path / "c"
+    holder = open_collection(folder, create=True, model=str(tiny_bgem3))
+    holder.add([{"id": "a", "text": "first words"}])
+    waiter = open_collection(folder)
+    assert waiter.encoder is not None  # loaded now, so the timing below is the lock's
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        def job(w):
+            locked.set()
+            release.wait(30)
+            return w.sync([], "nothing", delete_missing=False)
+        holder._write(job)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert locked.wait(30)
+    waiter.lock_wait = 0
+    with pytest.raises(Exception, match="another hsearch process is writing to .*wait for it to finish"):
+        waiter.add([{"id": "b", "text": "refused at once"}])
+    waiter.lock_wait = 30
+    threading.Timer(0.3, release.set).start()
+    start = time.monotonic()
+    waiter.add([{"id": "b", "text": "written once the other writer is done"}])
+    t.join(30)
+    assert time.monotonic() - start >= 0.25 and waiter.get("b") is not None

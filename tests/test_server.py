@@ -308,8 +308,8 @@ def test_cli_query_uses_the_server(server):
 
 
 def test_search_page_is_served(server):
-    """The page and what it calls: the HTML (no key needed) and /collections (key needed). Driving it in a
-    browser is not tested here."""
+    """The page and what it calls: the HTML (no key needed) and /collections (key needed). The page driven in a
+    browser: tests/test_search_page.py."""
     url = server[0]
     page = httpx.get(url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
