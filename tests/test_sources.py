@@ -85,3 +85,30 @@ def test_scope_resolves_the_filter_once_and_only_when_asked():
     assert scope.allow(np.arange(7)).tolist() == [True, False, False, False, False, False, True]
     scope.allow(np.arange(7))
     assert calls == [(("lang", "=", "de"),)]
+
+
+def test_local_sources_keep_first_stage_scores_only_where_they_equal_rescoring(tmp_path):
+    """The local sources keep a sparse or BM25 chunk's first-stage score instead of scoring it again
+    (backends/local.py): on a real collection, each equals what scoring the whole union gives, bit for bit."""
+    from hsearch.config import CollectionConfig
+    from hsearch.engine import open_collection
+    from hsearch.testing import FakeEncoder
+
+    words = "cat dog bird fish sleep run river tree stone rain sun moon bread milk tea book song game".split()
+    rng = np.random.default_rng(5)
+    enc = FakeEncoder(dim=16, colbert_dim=8, colbert_tokens=None, jitter=0.01, name="keep-test")
+    col = open_collection(tmp_path / "c", create=True, encoder=enc,
+                          config=CollectionConfig(model=enc.spec.name, chunk_tokens=16, chunk_overlap=4))
+    for b in range(3):  # three segments
+        col.add([{"id": f"d{b}-{i}", "text": " ".join(rng.choice(words, int(rng.integers(3, 30))))} for i in range(60)])
+    col.delete(["d0-1", "d1-2"])
+    snap = col.snapshot()
+    for text in ["cat river", "moon song tea", "bread"]:
+        q = enc.encode_queries([text])[0]
+        first = {"dense": q.dense, "sparse": q.sparse, "bm25": text}
+        score = {**first, "colbert": q.colbert}
+        cand, table = gather(snap.sources, first, 25, score, snap.scope())
+        assert len(cand) > 25
+        for s, query in score.items():
+            src = next(x for x in snap.sources if s in x.signals)
+            assert np.array_equal(table[s], src.score(s, query, cand)), s

@@ -15,10 +15,29 @@ from hsearch.types import WHOLE
 from .base import Scope
 
 
+# Signals whose stores' `search` returns exactly the float32 that their `score` gives for the same chunk
+# (sparse: one summation order on every path, index/sparse.py; bm25: tantivy scores a chunk the same
+# alone or in a top-k), so a chunk they retrieved keeps its score instead of being scored again. Dense
+# is scored again: FAISS's search kernel and the re-scoring sum differ in the last bit.
+EXACT_SEARCH_SCORES = frozenset({"sparse", "bm25"})
+
+
 def _collect(source, first: dict, depth: int, score: dict, scope: Scope, extra: np.ndarray):
-    pools = [np.asarray(extra, np.int64)] + [source.search(s, q, depth, scope)[0] for s, q in first.items()]
-    ids = np.unique(np.concatenate(pools))
-    return ids, {s: source.score(s, q, ids) for s, q in score.items()}
+    found = {s: source.search(s, q, depth, scope) for s, q in first.items()}
+    ids = np.unique(np.concatenate([np.asarray(extra, np.int64)] + [f[0] for f in found.values()]))
+    out = {}
+    for s, q in score.items():
+        if s in found and s in EXACT_SEARCH_SCORES:
+            got_ids, got = found[s]
+            scores = np.zeros(len(ids), np.float32)
+            scores[np.searchsorted(ids, got_ids)] = got
+            rest = np.setdiff1d(ids, got_ids, assume_unique=True)
+            if len(rest):
+                scores[np.searchsorted(ids, rest)] = source.score(s, q, rest)
+            out[s] = scores
+        else:
+            out[s] = source.score(s, q, ids)
+    return ids, out
 
 
 class SegmentSource:
