@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -127,14 +126,12 @@ class Analyzer:
         spaced, runs = _split(text)
         return self._analyze(spaced, word_analyzer) + self._pieces(" ".join(runs))
 
-    def query(self, text: str, present) -> Counter:
-        """The query's terms with their counts: analysed by each word analyzer in `present` (those the
-        collection's documents got), a term counted as often as the analyzer that saw it most often."""
+    def query(self, text: str, present) -> set[str]:
+        """The query's distinct terms, analysed by each word analyzer in `present` (those the collection's
+        documents got). Distinct, as tantivy's query parser makes them: a word said twice counts once."""
         spaced, runs = _split(text)
-        terms: Counter = Counter()
-        for name in present:
-            terms |= Counter(self._analyze(spaced, name))  # | keeps the larger count
-        return terms | Counter(self._pieces(" ".join(runs)))
+        terms = {t for name in present for t in self._analyze(spaced, name)}
+        return terms | set(self._pieces(" ".join(runs)))
 
     def _analyze(self, text: str, name: str) -> list[str]:
         if not text.strip():

@@ -138,11 +138,8 @@ class BM25Index:
         if not terms:
             return None
         schema = self.index.schema
-        clauses = []
-        for term, n in sorted(terms.items()):  # a term n times in the query weighs n, as n clauses would
-            q = tantivy.Query.term_query(schema, "terms", term)
-            clauses.append((tantivy.Occur.Should, q if n == 1 else tantivy.Query.boost_query(q, float(n))))
-        return tantivy.Query.boolean_query(clauses)
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(schema, "terms", term))
+                                            for term in sorted(terms)])
 
     def search(self, text: str, k: int, allow: Allow | None = None) -> tuple[np.ndarray, np.ndarray]:
         if k <= 0:
