@@ -12,12 +12,15 @@ another tantivy tokenizer name) keeps tantivy's own analysis of one `text` field
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from hsearch.errors import CollectionError
+from hsearch.storage.atomic import fsync_dir
 
 from .analyzers import LEGACY, PIECES, VERSION, WORD_ANALYZERS, Analyzer
 from .base import Allow
@@ -63,9 +66,14 @@ class BM25Index:
             raise CollectionError(f"{folder} holds a BM25 index without a recorded analyzer (built with en_stem); "
                                   f"it cannot be read as {name!r}: index into a new --collection")
         record = {"analyzer": name, "version": VERSION, "pieces": PIECES.digest()}
-        tmp = path.with_name(f".{ANALYZER_FILE}.tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(path)  # a reader and the writer may both create it: same content, atomic
+        # a reader and the writer (two threads of `hsearch serve`) may both create it: same content, own temp names
+        tmp = path.with_name(f".{ANALYZER_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(folder)
         return record["pieces"]
 
     # ---- writing ----------------------------------------------------------------------------
