@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from hsearch.errors import CollectionError, InputError
@@ -48,7 +48,7 @@ def check_name(name) -> str:
                      f"language: {', '.join(STEMMED)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _words(name: str):
     """tantivy's analyzer for `words` or a stemmer's language. The \\w+ tokenizer keeps combining marks
     inside a word (tantivy's simple tokenizer splits Tamil and Devanagari words at them); otherwise it

@@ -34,9 +34,11 @@ _SCRIPTS = {
 _NOT_ARABIC = re.compile("[\u067e\u0686\u0698\u06af\u06a9\u06cc\u0679\u0688\u0691\u06ba\u06be\u06c1\u06d2]")
 _WORD = re.compile(r"\w+")
 
-# The most frequent function words of each language (a language's own, so that one word rarely
-# counts for two). The languages without a stemmer are here so that their text is not taken for a
-# language with one: they resolve to `words`.
+# Frequent function words of each language; a word that k languages of a script list counts 1/k for
+# each (`_weights`). The languages without a stemmer are here so that their text is not taken for a
+# language with one: they resolve to `words`. Lists and MARGIN were checked on the translated strings
+# of this machine's gettext catalogs (/usr/share/locale), never on retrieval data: on such short strings
+# the guess is often unsure (then `words`) and seldom wrong.
 _FUNCTION_WORDS = {
     "english": "the of and to in is was for that on with as by it are from at be this an which or his her were "
                "has have had not but they their its also been would there who can will",
@@ -79,8 +81,8 @@ _FUNCTION_WORDS = {
 _CYRILLIC = ("russian", "bulgarian", "ukrainian", "serbian")
 # Letters that only some of the languages sharing a script use; each occurrence counts as a word.
 _LETTERS = {
-    "german": "ß", "spanish": "ñ¿¡", "portuguese": "ãõ", "estonian": "õ", "french": "œ", "romanian": "șțş", "turkish": "ığş",
-    "hungarian": "őű", "danish": "æø", "norwegian": "æø", "polish": "łąęśźżń", "czech": "řěů",
+    "german": "ß", "spanish": "ñ¿¡", "portuguese": "ãõ", "estonian": "õ", "french": "œ", "romanian": "șțş",
+    "turkish": "ığş", "hungarian": "őű", "danish": "æø", "norwegian": "æø", "polish": "łąęśźżń", "czech": "řěů",
     "vietnamese": "ơưđ" + "".join(map(chr, range(0x1EA0, 0x1EFA))), "russian": "ыэё", "ukrainian": "іїєґ",
     "bulgarian": "ъ", "serbian": "ђјљњћџ",
 }
@@ -104,8 +106,8 @@ CODES = {"ar": "arabic", "da": "danish", "nl": "dutch", "en": "english", "fi": "
          "de": "german", "el": "greek", "hu": "hungarian", "it": "italian", "no": "norwegian", "nb": "norwegian",
          "nn": "norwegian", "pt": "portuguese", "ro": "romanian", "ru": "russian", "es": "spanish", "sv": "swedish",
          "ta": "tamil", "tr": "turkish"}
-SAMPLE_CHARS = 4000
-MARGIN = 1.5  # a document's language is read from its start
+SAMPLE_CHARS = 4000  # a document's language is read from its start
+MARGIN = 1.5  # the best language's cues must outweigh the runner-up's by this factor, else `words`
 
 
 def stemmer_for(lang) -> str | None:
