@@ -89,7 +89,8 @@ def run_synthetic(args, work: Path):
     col = open_collection(folder, encoder=enc)
     kinds = sorted({s.stores["dense"].meta["kind"] for s in col.snapshot().segments})
     part_notes = {"dense": f"FAISS {'/'.join(kinds)} (HNSW: M=32, efConstruction=200, efSearch=128)",
-                  "colbert": f"{args.colbert_codec}, {args.colbert_dim} dims", "bm25": "tantivy en_stem",
+                  "colbert": f"{args.colbert_codec}, {args.colbert_dim} dims",
+                  "bm25": f"tantivy, analyzer {col.config.bm25_analyzer}",
                   "sparse": "inverted + forward index, float32", "docs sqlite": "chunk texts, documents, metadata",
                   "encode": "FakeEncoder (not a transformer; excluded from the total below)",
                   "other": "chunking, hashing, manifest, segment bookkeeping files",
@@ -172,7 +173,7 @@ def run_collection(args, work: Path):
     m = col.config
     kinds = sorted({s.stores["dense"].meta["kind"] for s in col.snapshot().segments})
     notes = {"dense": f"FAISS {'/'.join(kinds)}", "sparse": "inverted + forward index",
-             "colbert": f"{m.colbert_codec}, {info['heads'].get('colbert', '')}", "bm25": f"tantivy {m.bm25_tokenizer}",
+             "colbert": f"{m.colbert_codec}, {info['heads'].get('colbert', '')}", "bm25": f"tantivy, analyzer {m.bm25_analyzer}",
              "docs sqlite": "chunk texts, documents, metadata", "other": "manifest, locks, bookkeeping",
              "fsync": "fsync of the segment folder"}
     for part in ("dense", "sparse", "colbert", "bm25", "docs sqlite", "fsync", "other"):

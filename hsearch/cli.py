@@ -101,6 +101,10 @@ def main():
 @click.option("--colbert-codec", type=click.Choice(["int8", "float16", "float32", "pq"]), default="int8", show_default=True)
 @click.option("--no-colbert", is_flag=True, help="Do not store multi-vectors (smaller; no colbert mode).")
 @click.option("--no-bm25", is_flag=True, help="Do not build the BM25 index.")
+@click.option("--bm25-analyzer", default=None, metavar="NAME",
+              help="How BM25 reads text: auto (each document's `lang`, else detected; the default for a new "
+              "collection), words, pieces (the model's XLM-R pieces), en_stem, or a stemmer's language (english, "
+              "german, ...). An existing collection keeps its own.")
 @click.option("--threads", type=int, default=None, help="CPU threads for encoding.")
 @click.option("--max-chunks", type=int, default=None, metavar="N",
               help="Index only each document's first N chunks (1: the truncation baseline).")
@@ -113,7 +117,7 @@ def main():
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_handle_errors
 def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, colbert_codec, no_colbert, no_bm25,
-          threads, max_chunks, long_context, long_context_length, backend, backend_url, qdrant_collection,
+          bm25_analyzer, threads, max_chunks, long_context, long_context_length, backend, backend_url, qdrant_collection,
           local_multivector, qdrant_shards, qdrant_replication, ray_address, precision, runtime, quiet):
     """Index a folder (recursively) or a BEIR corpus.jsonl; re-runs encode only new or changed documents."""
     from hsearch.config import CollectionConfig
@@ -122,7 +126,7 @@ def index(path, collection, model, chunk_tokens, chunk_overlap, dense_index, col
 
     config = CollectionConfig(model=model or "e5-small", chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                               dense_index=dense_index, colbert_codec=colbert_codec, store_colbert=not no_colbert,
-                              bm25=not no_bm25, long_context=long_context, long_context_length=long_context_length,
+                              bm25=not no_bm25, bm25_analyzer=bm25_analyzer, long_context=long_context, long_context_length=long_context_length,
                               max_chunks=max_chunks, backend=backend, backend_url=backend_url,
                               qdrant_collection=qdrant_collection, qdrant_multivector=not local_multivector,
                               qdrant_shards=qdrant_shards, qdrant_replication=qdrant_replication)

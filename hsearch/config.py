@@ -16,7 +16,9 @@ class CollectionConfig:
     store_colbert: bool = True
     sparse_quantize: bool = False  # ceil(100 * w) as integers, as BGE-M3's own evaluation did
     bm25: bool = True
-    bm25_tokenizer: str = "en_stem"
+    # BM25 analysis (hsearch/index/analyzers.py): auto, words, pieces, a stemmer's language, or en_stem (every
+    # collection built before analyzers). None: the collection's own, or auto for a new one (settled by the engine).
+    bm25_analyzer: str | None = None
     commit_every: int = 20_000  # chunks per segment: an interrupted run keeps what it committed
     # Training-free context extension (hsearch/encode/longctx.py): "pi", "mcls+rp", "selfextend,w=512",
     # or with its length inside ("pi:4096"); None: the model's own window.
@@ -53,4 +55,6 @@ class CollectionConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "CollectionConfig":
         known = {f.name for f in fields(cls)}
+        if "bm25_analyzer" not in d:  # a manifest from before analyzers: its tantivy tokenizer (always en_stem)
+            d = {**d, "bm25_analyzer": d.get("bm25_tokenizer", "en_stem")}
         return cls(**{k: v for k, v in d.items() if k in known})

@@ -19,6 +19,7 @@ import numpy as np
 from hsearch.backends import settle_config
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError, InputError, StaleSnapshot
+from hsearch.index.analyzers import check_name
 from hsearch.ingest.loaders import Document, LoadStats, load_path
 from hsearch.query.execute import execute
 from hsearch.query.plan import DEFAULT_WEIGHTS, Plan, make_plan, parse_where
@@ -64,12 +65,20 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
     folder = Path(path).expanduser()
     if encoder is not None and model is not None:
         raise InputError("pass either model= or encoder=, not both")
+    if config is not None and config.bm25_analyzer is not None:
+        check_name(config.bm25_analyzer)
     if (folder / MANIFEST).exists():
         manifest = Manifest.load(folder)
         # A setting the manifest lacks was added to hsearch after the collection was built: its default holds.
         built = CollectionConfig.from_dict(manifest.config).to_dict()
         if config is not None:  # backend names and paths given as at creation compare equal
             config = settle_config(config, folder, built=CollectionConfig.from_dict(manifest.config))
+            if config.bm25_analyzer is None:  # left unset: the collection's own
+                config = replace(config, bm25_analyzer=built["bm25_analyzer"])
+            elif config.bm25 and built["bm25"] and config.bm25_analyzer != built["bm25_analyzer"]:
+                raise CollectionError(f"{folder} was built with BM25 analyzer {built['bm25_analyzer']!r}, not "
+                                      f"{config.bm25_analyzer!r}; leave --bm25-analyzer out to use its own, or index "
+                                      "into a new --collection")
         if config is not None and config.to_dict() != built:
             changed = {k for k, v in config.to_dict().items() if built.get(k) != v and k != "model"}
             if changed - {"commit_every"}:
@@ -86,6 +95,8 @@ def open_collection(path: str | Path = DEFAULT_COLLECTION, *, create: bool = Fal
     if not create:
         raise CollectionError(f"no collection at {folder}; create one with `hsearch index PATH --collection {folder}`")
     config = config or CollectionConfig()
+    if config.bm25_analyzer is None:
+        config = replace(config, bm25_analyzer="auto")
     if encoder is not None:
         config = replace(config, model=encoder.spec.name)
     elif model is not None:
@@ -362,6 +373,8 @@ class Collection:
                "default_weights": {**DEFAULT_WEIGHTS, **(m.encoder.get("fusion_weights") or {})},
                # runtime/precision of the writes so far (hsearch/encode/precision.py); [] before they were recorded
                "precisions": m.encoder.get("precisions") or []}
+        if snap.bm25 is not None and snap.bm25.analyzer is not None:  # which word analyzer BM25 gave how many chunks
+            out["bm25_analyzers"] = snap.bm25.counts()
         if snap.has_views:  # a long-context collection: how many chunks each view holds
             ids = np.concatenate([np.arange(s.start, s.end) for s in snap.segments])
             ids = ids[snap.live(ids)]

@@ -54,13 +54,13 @@ class Snapshot:
         self._starts = np.array([s.start for s in self.segments], dtype=np.int64)
         self._ends = np.array([s.end for s in self.segments], dtype=np.int64)
         self.docs = DocStore(folder / "docs.sqlite")
-        self.bm25 = BM25Index(folder / "bm25", self.manifest.config.get("bm25_tokenizer", "en_stem")) \
-            if self.manifest.config.get("bm25", True) else None
+        config = CollectionConfig.from_dict(self.manifest.config)
+        analyzer = config.bm25_analyzer or "auto"
+        self.bm25 = BM25Index(folder / "bm25", analyzer) if config.bm25 else None
         whole = folder / "bm25-whole"  # the whole-document view's own BM25 (a long-context collection)
-        self.bm25_whole = BM25Index(whole, self.manifest.config.get("bm25_tokenizer", "en_stem")) \
-            if self.bm25 is not None and whole.exists() else None
+        self.bm25_whole = BM25Index(whole, analyzer) if self.bm25 is not None and whole.exists() else None
         self.local = SegmentSource(self.segments)
-        remote = open_remote(CollectionConfig.from_dict(self.manifest.config), folder, self.manifest, self.dead_chunks)
+        remote = open_remote(config, folder, self.manifest, self.dead_chunks)
         bm25 = ReaderSource("bm25", self.bm25, self.bm25_whole) if self.bm25 else None
         self.sources = [s for s in (bm25, self.local, remote) if s]
         self._scopes: dict[tuple, Scope] = {}  # see scope()

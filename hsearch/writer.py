@@ -81,7 +81,7 @@ class Writer:
             self.docs = DocStore(folder / "docs.sqlite")
             # one BM25 index per view, so that each has its own statistics (document count, mean length)
             views = {PASSAGE: "bm25", WHOLE: "bm25-whole"} if config.long_context else {PASSAGE: "bm25"}
-            self.bm25 = {v: BM25Index(folder / name, config.bm25_tokenizer) for v, name in views.items()} \
+            self.bm25 = {v: BM25Index(folder / name, config.bm25_analyzer or "auto") for v, name in views.items()} \
                 if config.bm25 else {}
             self.sink = open_sink(config, folder, self.manifest)  # where the vectors go (hsearch/backends/)
             self._cleanup()
@@ -244,6 +244,7 @@ class Writer:
         if plain is not enc:
             views.append((WHOLE, enc, self._default_chunk_tokens(enc)))
         doc_rows, chunk_rows, owner, owner_docs, flags = [], [], [], [], []
+        analyzer_of = {}  # doc row -> the BM25 word analyzer its chunks get (one per document, from its whole text)
         texts = {view: [] for view, _e, _s in views}
         next_row = self.docs.next_doc_row()
         name = f"seg-{gen:06d}"
@@ -256,6 +257,9 @@ class Writer:
                              "metadata": json.dumps(doc.metadata, ensure_ascii=False)})
             for view, chunks in parts.items():
                 texts[view] += [(next_row, doc, n, c) for n, c in enumerate(chunks)]
+            if self.bm25:
+                meta = doc.metadata or {}
+                analyzer_of[next_row] = self.bm25[PASSAGE].choose(body, meta.get("lang", meta.get("language")))
             next_row += 1
         reps = []
         for view, encoder, _size in views:
@@ -283,7 +287,7 @@ class Writer:
         flags = np.asarray(flags)
         for view, bm25 in self.bm25.items():
             mine = np.nonzero(flags == view)[0]
-            bm25.add(ids[mine], [chunk_rows[i]["text"] for i in mine])
+            bm25.add(ids[mine], [chunk_rows[i]["text"] for i in mine], [analyzer_of[owner[i]] for i in mine])
             bm25.commit()
         report.chunks += len(ids)
         return Segment(name=name, start=first_id, end=first_id + len(ids)), first_id + len(ids)

@@ -106,6 +106,18 @@ def quality_check(ctx, stdout):
     assert rows["hsearch bm25"][2:5] == ["1.0000"] * 3  # each query's words name its one document
 
 
+# ------------------------------------------------------------------------------ bm25_analyzers.py
+
+
+def bm25_analyzers_check(ctx, stdout):
+    text = (ctx.tmp / "bm25.md").read_text()
+    head = cells(next(line for line in text.splitlines() if line.startswith("| dataset |")))
+    (row,) = [cells(line) for line in text.splitlines() if line.startswith("| beir |")]
+    assert head[:3] == ["dataset", "en_stem", "auto"]
+    assert row[1:3] == ["1.0000", "1.0000"]  # each query's words name its one document, whatever the analyzer
+    assert "- beir: english 60" in text  # every document detected as English
+
+
 # ------------------------------------------------------------------------------ bench_colbert_codecs.py
 
 
@@ -484,6 +496,8 @@ def segments_check(ctx, stdout):
 
 QUICK = {
     "quality.py": Quick(quality_args, quality_check),
+    "bm25_analyzers.py": Quick(lambda ctx: ["--quick", "--datasets", ctx.beir(), "--out", ctx.report("bm25.md")],
+                               bm25_analyzers_check),
     "bench_colbert_codecs.py": Quick(colbert_codecs_args, colbert_codecs_check),
     "bench_encode.py": Quick(lambda ctx: ["--quick", "--model", ctx.model], encode_check),
     "encode_quality.py": Quick(encode_quality_args, encode_quality_check),

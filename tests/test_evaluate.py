@@ -216,7 +216,7 @@ def test_collection_from_before_a_new_setting_still_opens_and_keeps_its_cache(be
     first = evaluate(beir, ["bm25"], model=str(tiny_bgem3))
     (folder,) = list((cache / "eval").iterdir())
     data = json.loads((folder / MANIFEST).read_text())
-    del data["config"]["bm25_tokenizer"]  # as if the collection predated this setting
+    del data["config"]["max_chunks"]  # as if the collection predated this setting
     (folder / MANIFEST).write_text(json.dumps(data))
     assert evaluate(beir, ["bm25"], model=str(tiny_bgem3)) == first
     assert list((cache / "eval").iterdir()) == [folder]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from ir_measures import RR, R, nDCG
 from hsearch.config import CollectionConfig
 from hsearch.errors import InputError
 
+log = logging.getLogger("hsearch")
 MEASURES = {"nDCG@10": nDCG @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10}
 NO_HIT = "\x00no-hit"  # stands in for an empty result list, so such a query counts as 0, not as absent
 GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -126,6 +128,10 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
             collection_dir = root / "eval" / hashlib.sha256(key.encode()).hexdigest()[:16]
         col = open_collection(collection_dir, create=True, model=config.model, config=config, precision=precision,
                               runtime=runtime)
+        if config.bm25_analyzer is None and col.config.bm25 and col.config.bm25_analyzer == "en_stem":
+            # left unset, the analyzer is not in the key: a collection cached before analyzers keeps en_stem
+            log.warning("%s was cached before BM25 analyzers: its BM25 reads every language with en_stem (new "
+                        "collections get auto); delete that folder to rebuild it", collection_dir)
     col.index(corpus, progress=progress)
     return col
 

@@ -3,44 +3,99 @@
 Unlike the segment stores it is mutable (tantivy has its own segments and commits), so readers
 filter its hits through the manifest's snapshot: chunks of uncommitted or deleted segments are
 never returned, and BM25's corpus statistics span the whole collection.
+
+The text is analysed here, in Python, by the collection's analyzer (hsearch/index/analyzers.py): the
+terms go to tantivy whitespace-joined, into one field that tantivy only splits at spaces, and queries
+are built term by term from the same analysis. A collection built before analyzers (`en_stem`, or
+another tantivy tokenizer name) keeps tantivy's own analysis of one `text` field, exactly as then.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
 
+from hsearch.errors import CollectionError
+from hsearch.storage.atomic import fsync_dir
+
+from .analyzers import LEGACY, PIECES, VERSION, WORD_ANALYZERS, Analyzer
 from .base import Allow
 
-TOKENIZERS = ("en_stem", "default", "raw", "whitespace")
+ANALYZER_FILE = "analyzer.json"  # beside tantivy's files: the analysis its terms were made with
 
 
-def _schema(tokenizer: str):
+def _schema(analyzer: str):
     import tantivy
 
     b = tantivy.SchemaBuilder()
     b.add_integer_field("chunk_id", stored=True, indexed=True, fast=True)
-    b.add_text_field("text", stored=False, tokenizer_name=tokenizer)
+    if analyzer in LEGACY:
+        b.add_text_field("text", stored=False, tokenizer_name=analyzer)
+    else:
+        b.add_text_field("terms", stored=False, tokenizer_name="whitespace")
+        b.add_text_field("analyzer", stored=False, tokenizer_name="raw")  # the word analyzer a chunk got
     return b.build()
 
 
 class BM25Index:
-    def __init__(self, folder: Path, tokenizer: str = "en_stem"):
+    def __init__(self, folder: Path, analyzer: str = "en_stem"):
         import tantivy
 
         folder.mkdir(parents=True, exist_ok=True)
-        self.index = tantivy.Index(_schema(tokenizer), path=str(folder), reuse=True)
+        self.analyzer = None if analyzer in LEGACY else Analyzer(analyzer, self._record(folder, analyzer))
+        self.index = tantivy.Index(_schema(analyzer), path=str(folder), reuse=True)
         self._writer = None
         self._searcher = None  # a reader's: one per snapshot (engine.Collection makes a new one per commit)
+        self._present = None  # (searcher, the word analyzers its chunks got)
+
+    @staticmethod
+    def _record(folder: Path, name: str) -> str:
+        """Check (or, in a new index, write) what this index's terms were made with; the pieces
+        tokenizer's digest, which `Analyzer` checks when it first loads the tokenizer."""
+        path = folder / ANALYZER_FILE
+        if path.exists():
+            built = json.loads(path.read_text())
+            if built.get("analyzer") != name or built.get("version") != VERSION:
+                raise CollectionError(
+                    f"{folder} was built with BM25 analyzer {built.get('analyzer')!r} (version {built.get('version')}), "
+                    f"not {name!r} (version {VERSION}); index into a new --collection, or rebuild this one")
+            return built["pieces"]
+        if (folder / "meta.json").exists():  # terms made by tantivy itself: a collection from before analyzers
+            raise CollectionError(f"{folder} holds a BM25 index without a recorded analyzer (built with en_stem); "
+                                  f"it cannot be read as {name!r}: index into a new --collection")
+        record = {"analyzer": name, "version": VERSION, "pieces": PIECES.digest()}
+        # a reader and the writer (two threads of `hsearch serve`) may both create it: same content, own temp names
+        tmp = path.with_name(f".{ANALYZER_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(folder)
+        return record["pieces"]
 
     # ---- writing ----------------------------------------------------------------------------
-    def add(self, ids: np.ndarray, texts: list[str]) -> None:
+    def choose(self, text: str, lang=None) -> str | None:
+        """The word analyzer a document gets (None in a collection from before analyzers)."""
+        return None if self.analyzer is None else self.analyzer.choose(text, lang)
+
+    def add(self, ids: np.ndarray, texts: list[str], analyzers: list[str | None] | None = None) -> None:
+        """Index chunks; `analyzers`: each chunk's word analyzer (its document's `choose`), else
+        chosen from the chunk itself."""
         import tantivy
 
         w = self._writer_()
-        for cid, text in zip(ids.tolist(), texts):
-            w.add_document(tantivy.Document(chunk_id=int(cid), text=text))
+        for n, (cid, text) in enumerate(zip(ids.tolist(), texts)):
+            if self.analyzer is None:
+                w.add_document(tantivy.Document(chunk_id=int(cid), text=text))
+                continue
+            name = (analyzers[n] if analyzers is not None else None) or self.choose(text)
+            terms = " ".join(self.analyzer.document(text, name))
+            w.add_document(tantivy.Document(chunk_id=int(cid), terms=terms, analyzer=name))
 
     def delete(self, ids) -> None:
         w = self._writer_()
@@ -75,18 +130,46 @@ class BM25Index:
             self._searcher = self.index.searcher()
         return self._searcher
 
-    def _query(self, text: str):
-        # A query is plain words, never tantivy syntax: "what: (x" must not become a field lookup.
-        words = re.sub(r"[^\w\s]", " ", text)
-        words = re.sub(r"\b(AND|OR|NOT|IN)\b", lambda m: m.group(0).lower(), words)
-        query, _errors = self.index.parse_query_lenient(words, ["text"])
-        return query
+    def present(self, searcher) -> list[str]:
+        """The word analyzers the indexed chunks got (deleted chunks count until tantivy merges them away);
+        worked out once per searcher."""
+        if self._present is None or self._present[0] is not searcher:
+            self._present = (searcher, [name for name in WORD_ANALYZERS if searcher.doc_freq("analyzer", name) > 0])
+        return self._present[1]
+
+    def counts(self) -> dict[str, int]:
+        """Chunks per word analyzer ({} in a collection from before analyzers), deleted ones included
+        until tantivy merges them away."""
+        if self.analyzer is None:
+            return {}
+        self.index.reload()
+        searcher = self.index.searcher()
+        return {name: n for name in WORD_ANALYZERS if (n := searcher.doc_freq("analyzer", name))}
+
+    def _query(self, text: str, searcher):
+        """The query, or None when it has no term this index could hold."""
+        import tantivy
+
+        if self.analyzer is None:
+            # A query is plain words, never tantivy syntax: "what: (x" must not become a field lookup.
+            words = re.sub(r"[^\w\s]", " ", text)
+            words = re.sub(r"\b(AND|OR|NOT|IN)\b", lambda m: m.group(0).lower(), words)
+            query, _errors = self.index.parse_query_lenient(words, ["text"])
+            return query
+        terms = self.analyzer.query(text, self.present(searcher))
+        if not terms:
+            return None
+        schema = self.index.schema
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(schema, "terms", term))
+                                            for term in sorted(terms)])
 
     def search(self, text: str, k: int, allow: Allow | None = None) -> tuple[np.ndarray, np.ndarray]:
         if k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         searcher = self.searcher()
-        query, limit = self._query(text), k
+        query, limit = self._query(text, searcher), k
+        if query is None:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
         while True:  # over-fetch until k allowed hits survive the snapshot/filter, or hits run out
             hits = searcher.search(query, limit).hits
             ids = np.array([searcher.doc(a)["chunk_id"][0] for _s, a in hits], dtype=np.int64)
@@ -106,9 +189,12 @@ class BM25Index:
         if len(ids) == 0:
             return out
         searcher = self.searcher()
+        query = self._query(text, searcher)
+        if query is None:
+            return out
         only = tantivy.Query.const_score_query(
             tantivy.Query.term_set_query(self.index.schema, "chunk_id", [int(i) for i in ids]), 0.0)
-        q = tantivy.Query.boolean_query([(tantivy.Occur.Must, self._query(text)), (tantivy.Occur.Must, only)])
+        q = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, only)])
         where = {int(c): i for i, c in enumerate(ids)}
         for s, a in searcher.search(q, len(ids)).hits:
             out[where[searcher.doc(a)["chunk_id"][0]]] = s
