@@ -65,6 +65,7 @@ from harness.synthetic import make_corpus, make_queries  # noqa: E402
 from harness.timing import time_queries  # noqa: E402
 
 from hsearch.config import CollectionConfig  # noqa: E402
+from hsearch.index.dense import EF_SEARCH  # noqa: E402
 from hsearch.testing import FakeEncoder  # noqa: E402
 
 
@@ -88,7 +89,7 @@ def run_synthetic(args, work: Path):
     sizes = store_sizes(folder)
     col = open_collection(folder, encoder=enc)
     kinds = sorted({s.stores["dense"].meta["kind"] for s in col.snapshot().segments})
-    part_notes = {"dense": f"FAISS {'/'.join(kinds)} (HNSW: M=32, efConstruction=200, efSearch=128)",
+    part_notes = {"dense": f"FAISS {'/'.join(kinds)} (HNSW: M=32, efConstruction=200, efSearch={EF_SEARCH})",
                   "colbert": f"{args.colbert_codec}, {args.colbert_dim} dims",
                   "bm25": f"tantivy, analyzer {col.config.bm25_analyzer}",
                   "sparse": "inverted + forward index, float32", "docs sqlite": "chunk texts, documents, metadata",

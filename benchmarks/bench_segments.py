@@ -11,7 +11,7 @@ bench_engine.py. Four collections of the same chunks:
   policy        one `add` per batch with the merge policy on (the default)
   optimized     `policy`, then 10% of the documents deleted, then `hsearch optimize`
 Latency: `Collection.run` with pre-encoded queries (no encoding), 1 thread, warm-up + --repeats passes,
-median of the per-pass p50. Recall@10: dense top-10 of the one-segment collection (HNSW past 50k
+median of the per-pass p50. Recall@10: dense top-10 of the one-segment collection (HNSW from 10k
 vectors) against exact inner-product search over the same vectors.
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def main(argv=None):
         t_opt_one = time.perf_counter() - t
         rows.append(("one commit, then optimize", one.info()["segments"], t_one + t_opt_one,
                      latency(one, queries, encs, args.repeats)))
-        rec = recall(one, encs, (16, 32, 64, 128, 256), args.repeats)
+        rec = recall(one, encs, (16, 32, 64, 128, 160, 192, 256), args.repeats)
         many, t_many = build(work / "many", docs, enc, args.batches, policy=False)
         rows.append((f"{args.batches} adds, no merging", many.info()["segments"], t_many,
                      latency(many, queries, encs, args.repeats)))

@@ -34,6 +34,7 @@ import json
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -228,6 +229,21 @@ def counts(c, name) -> dict:
     return {"documents": info["documents"], "chunks": info["chunks"]}
 
 
+def cli_walls(folder: Path, queries: list[str], args) -> tuple[list[float], list[str]]:
+    """Wall seconds of `hsearch query` (a new process each time, found the server through its server.json)
+    per query, and what went wrong: a failed run, or one answered in its own process instead."""
+    walls, wrong = [], []
+    env = {**hsearch_env(), "HSEARCH_API_KEY": KEY}
+    for q in queries:
+        t = time.perf_counter()
+        out = subprocess.run(hsearch_cli("query", q, "-c", folder, "--mode", args.mode, "-k", str(args.k), "--explain"),
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        walls.append(time.perf_counter() - t)
+        if out.returncode != 0 or "answered by the server" not in out.stdout:
+            wrong.append(f"exit {out.returncode}: {(out.stderr or out.stdout)[-300:]}")
+    return walls, wrong
+
+
 def measure(url, name, queries, folder, work, indexed, args) -> dict:
     """The three phases against the running server (see the module docstring); everything `render` reports."""
     import httpx
@@ -238,6 +254,7 @@ def measure(url, name, queries, folder, work, indexed, args) -> dict:
     done = threading.Event()
     threading.Timer(max(1.0, args.seconds / 4), done.set).start()
     m["single"] = query_clients(url, name, queries, 1, done, args.mode, args.k)
+    m["cli"] = cli_walls(folder, queries[:args.cli_runs], args)
 
     stop_load, w = threading.Event(), {}
     m["w"] = w
@@ -274,6 +291,7 @@ def render(m: dict, args, argv, folder, queries, indexed) -> tuple[str, bool]:
     before, w, checked, run = m["before"], m["w"], m["checked"], m["run"]
     lat1, fail1, wall1 = m["single"]
     lat, fail, wall = m["load"]
+    cli, cli_wrong = m["cli"]
     chunks = re.search(r"(\d+) chunks encoded", run.stdout)
     index_chunks = int(chunks.group(1)) if chunks else 0
     acknowledged = len(indexed) if run.returncode == 0 else 0  # an index run acknowledges by exiting with 0
@@ -297,6 +315,10 @@ def render(m: dict, args, argv, folder, queries, indexed) -> tuple[str, bool]:
         f"| {args.clients} (+1 writer, +1 index run) | {wall:.1f} | {len(lat) + len(fail)} | {len(fail)} | {qps:.1f} | "
         f"{_percentile(lat, .5):.1f} | {_percentile(lat, .95):.1f} | {qps / qps1 if qps1 else float('nan'):.2f} |",
         "",
+        f"`hsearch query` from the shell through the running server (a new process each time, {len(cli)} "
+        f"queries, --explain): median **{statistics.median(cli) if cli else float('nan'):.2f} s** wall "
+        f"(min {min(cli, default=float('nan')):.2f}, max {max(cli, default=float('nan')):.2f}).",
+        "",
         "| writes | acknowledged | failed | p50 ms | max ms | not visible at once | lost | duplicated | resurrected |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| HTTP upserts (new / replacing) and deletes | {w['added']} / {w['replaced']} / {w['deleted_n']} | "
@@ -312,7 +334,7 @@ def render(m: dict, args, argv, folder, queries, indexed) -> tuple[str, bool]:
         *(f"| {what} | {before[what]} | {checked['at end'][what]} | {expected[what]} | "
           f"{checked['after cleanup'][what]} |" for what in ("documents", "chunks")),
     ]
-    problems = [("failed queries", fail + fail1), ("failed writes", w["failed"]),
+    problems = [("failed queries", fail + fail1), ("CLI queries not answered by the server", cli_wrong), ("failed writes", w["failed"]),
                 ("not visible at once", w["not_visible"]),
                 *((k, checked[k]) for k in ("lost", "duplicated", "resurrected", "index lost")),
                 ("index run", [f"exit {run.returncode}: {run.stderr[-500:]}"] if run.returncode else []),
@@ -338,6 +360,7 @@ def main(argv=None):
     p.add_argument("--index-docs", type=int, default=100, help=f"Documents the `hsearch index` run adds "
                    f"(at most {MAX_INDEX_DOCS}).")
     p.add_argument("--mode", default="dense+sparse")
+    p.add_argument("--cli-runs", type=int, default=5, help="`hsearch query` processes timed against the server.")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="Tiny model and synthetic corpus built in the run, "
                    "4 clients, 2 s, 20 documents indexed.")
@@ -353,6 +376,7 @@ def main(argv=None):
     work = Path(args.work or tmp.name)
     if args.quick:
         args.clients, args.seconds, args.index_docs = min(args.clients, 4), min(args.seconds, 2.0), min(args.index_docs, 20)
+        args.cli_runs = min(args.cli_runs, 2)
         folder, corpus, queries = quick_setup(work)
     elif not (args.dataset and args.collection):
         p.error("give --dataset DIR and --collection DIR (or --quick)")

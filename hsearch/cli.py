@@ -181,7 +181,7 @@ def delete(ids, collection):
 @click.option("--k", "-k", default=10, show_default=True, help="Documents to return.")
 @click.option("--depth", default=100, show_default=True, help="Candidates each first-stage signal retrieves.")
 @click.option("--ef-search", type=int, default=None,
-              help="HNSW search effort of dense segments past 50k chunks (default 128; higher: better recall, slower).")
+              help="HNSW search effort of dense segments of 10k chunks or more (default 192; higher: better recall, slower).")
 @click.option("--fusion", type=click.Choice(["weighted", "rrf"]), default="weighted", show_default=True)
 @click.option("--weights", default=None, help="e.g. dense=0.4,sparse=0.2 (default: the weights its model's heads were tuned for, else BGE-M3's 0.4/0.2/0.4).")
 @click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None,

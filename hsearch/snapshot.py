@@ -64,20 +64,34 @@ class Snapshot:
         bm25 = ReaderSource("bm25", self.bm25, self.bm25_whole) if self.bm25 else None
         self.sources = [s for s in (bm25, self.local, remote) if s]
         self._scopes: dict[tuple, Scope] = {}  # see scope()
+        # the deleted chunks a store can still return: a segment whose deleted chunks a merge dropped has
+        # none (hsearch/merge.py), so the masks of its stores' ids need not look them up
+        self._stored_dead = self.dead_chunks
+        if len(self.dead_chunks) and any(s.dropped for s in self.manifest.segments):
+            spans = [np.searchsorted(self.dead_chunks, [s.start, s.end]) for s in self.manifest.segments]
+            keep = [self.dead_chunks[lo:hi] for (lo, hi), s in zip(spans, self.manifest.segments)
+                    if hi - lo > s.dropped]
+            self._stored_dead = np.concatenate(keep) if keep else np.empty(0, np.int64)
 
     @property
     def n_chunks(self) -> int:
         return int((self._ends - self._starts).sum()) - len(self.dead_chunks)
 
-    def live(self, ids: np.ndarray) -> np.ndarray:
+    def live(self, ids: np.ndarray, dead: np.ndarray | None = None) -> np.ndarray:
         """Mask of chunk ids that belong to this snapshot and are not deleted."""
         ids = np.asarray(ids, dtype=np.int64)
+        dead = self.dead_chunks if dead is None else dead
         seg = np.searchsorted(self._starts, ids, side="right") - 1
         ok = seg >= 0
         ok[ok] &= ids[ok] < self._ends[seg[ok]]
-        if len(self.dead_chunks):
-            ok &= ~np.isin(ids, self.dead_chunks)
+        if len(dead):
+            ok &= ~np.isin(ids, dead)
         return ok
+
+    def live_stored(self, ids: np.ndarray) -> np.ndarray:
+        """`live` for ids that a store returned (what a query's scope sees): the same mask, with fewer
+        deleted ids to look up once merges have dropped them from the stores."""
+        return self.live(ids, self._stored_dead)
 
     @property
     def has_views(self) -> bool:
@@ -101,7 +115,7 @@ class Snapshot:
         key = (tuple(tuple(w) for w in where), view)
         scope = self._scopes.get(key)
         if scope is None:
-            live = self.live if view is None else (lambda ids: self.live(ids) & self.in_view(ids, view))
+            live = self.live_stored if view is None else (lambda ids: self.live_stored(ids) & self.in_view(ids, view))
             scope = Scope(where, live, self.docs.filtered_chunk_ids, view)
             if len(self._scopes) >= 64:  # filters no longer asked for
                 self._scopes.clear()

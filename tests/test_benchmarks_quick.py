@@ -489,7 +489,7 @@ def segments_check(ctx, stdout):
     seg = next(r for r in rows if r[0] == "segments")
     assert float(seg[2].split()[0]) < float(seg[1].split()[0])
     rec = [r for r in rows if r[0].isdigit() and len(r) == 4]
-    assert [int(r[0]) for r in rec] == [16, 32, 64, 128, 256] and all(r[1] == "flat" and r[2] == "1.000" for r in rec)
+    assert [int(r[0]) for r in rec] == [16, 32, 64, 128, 160, 192, 256] and all(r[1] == "flat" and r[2] == "1.000" for r in rec)
 
 
 # ------------------------------------------------------------------------------ the table

@@ -16,7 +16,13 @@ from hsearch.storage import arrays
 
 from .base import Allow
 
-HNSW_FROM = 50_000
+# A segment this large gets an HNSW graph: a flat scan costs ~0.3 ms per 1,000 vectors of 384 dims on
+# one core (benchmarks/RESULTS.md, "Segments"), the merge policy makes segments of ~20k chunks, and Qdrant
+# switches to its graph at a similar size (full_scan_threshold 10,000 KB, ~6.7k such vectors).
+HNSW_FROM = 10_000
+# HNSW search effort when a query sets none: the smallest measured with recall@10 >= 0.95 against exact
+# search on 100k synthetic chunks (benchmarks/bench_segments.py; synthetic data, not an evaluation set)
+EF_SEARCH = 192
 KINDS = ("auto", "flat", "hnsw")
 
 
@@ -71,7 +77,7 @@ def merge_dense(folder: Path, readers: list, keeps: list[np.ndarray], kind: str 
 
 
 class DenseReader:
-    def __init__(self, folder: Path, ef_search: int = 128):
+    def __init__(self, folder: Path, ef_search: int = EF_SEARCH):
         self.meta = json.loads((folder / "dense.json").read_text())
         self.ids = arrays.load(folder / "dense_ids.npy", mmap_mode="r")
         self._ids = np.asarray(self.ids)  # one array object: cached masks are keyed by it

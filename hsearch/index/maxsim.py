@@ -60,9 +60,11 @@ def use_torch(device) -> bool:
 
 
 def maxsim_numpy(query: np.ndarray, doc_tokens: np.ndarray, offsets: np.ndarray,
-                 max_elements: int = _CPU_MAX_ELEMENTS) -> np.ndarray:
-    """`maxsim` on the CPU in numpy: float32 (n,) for float token rows `doc_tokens` (T, d) split by
-    `offsets` (n+1,); a document with no tokens scores 0. Chunks of ~max_elements floats stay in cache."""
+                 max_elements: int = _CPU_MAX_ELEMENTS, scales: np.ndarray | None = None) -> np.ndarray:
+    """`maxsim` on the CPU in numpy: float32 (n,) for token rows `doc_tokens` (T, d) split by `offsets`
+    (n+1,); a document with no tokens scores 0. Rows may be stored codes: float16, or int8 with
+    per-row `scales` (T,), which are converted a cache-sized chunk (~max_elements) at a time, never
+    decoded whole; an int8 row's scale multiplies its nq similarities, not its d values."""
     q = np.asarray(query, np.float32)
     if q.ndim == 1:
         q = q[None, :]
@@ -78,6 +80,8 @@ def maxsim_numpy(query: np.ndarray, doc_tokens: np.ndarray, offsets: np.ndarray,
         if t1 == t0:
             continue
         sim = np.asarray(doc_tokens[t0:t1], np.float32) @ qT  # (t, nq)
+        if scales is not None:
+            sim *= np.asarray(scales[t0:t1], np.float32)[:, None]
         lengths = np.diff(off[d0:d1 + 1])
         full = np.flatnonzero(lengths > 0)
         best = np.maximum.reduceat(sim, (off[d0:d1][full] - t0), axis=0)  # one row per non-empty document

@@ -301,7 +301,12 @@ class MultiVectorReader:
         while r0 < len(rows):
             r1 = min(max(int(np.searchsorted(cum, cum[r0] + max_tokens, side="right")) - 1, r0 + 1), len(rows))
             codes, sub_off = self._gather(rows[r0:r1])
-            out[r0:r1] = maxsim_numpy(q, self.codec.decode(codes), sub_off)
+            if self.codec_name == "int8":
+                out[r0:r1] = maxsim_numpy(q, codes["codes"], sub_off, scales=codes["scales"])
+            elif self.codec_name in ("float16", "float32"):
+                out[r0:r1] = maxsim_numpy(q, codes["codes"], sub_off)
+            else:
+                out[r0:r1] = maxsim_numpy(q, self.codec.decode(codes), sub_off)
             r0 = r1
         return out
 

@@ -38,7 +38,7 @@ class Plan:
     # make_plan takes None as maxp; Collection.plan makes it both in a long-context collection.
     doc_score: str = "maxp"
     whole_weight: float = 0.5  # both: weight of the whole-document score (the best passage's is 1 - this)
-    ef_search: int | None = None  # HNSW dense segments: candidates the graph search keeps (None: 128)
+    ef_search: int | None = None  # HNSW dense segments: candidates the graph search keeps (None: dense.EF_SEARCH)
 
     def describe(self) -> str:
         lines = [f"query: {self.query!r}",

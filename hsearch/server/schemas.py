@@ -34,7 +34,7 @@ class QueryRequest(BaseModel):
     doc_score: Literal["maxp", "whole", "both"] | None = None
     whole_weight: float = Field(0.5, ge=0.0, le=1.0)
     ef_search: int | None = Field(None, ge=1, le=100_000,
-                                  description="HNSW search effort of dense segments past 50k chunks (default 128).")
+                                  description="HNSW search effort of dense segments of 10k chunks or more (default 192).")
     explain: bool = Field(False, description="Also return the plan, as `hsearch query --explain` prints it.")
 
 
