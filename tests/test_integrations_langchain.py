@@ -137,16 +137,6 @@ def test_from_texts_and_documents(collection):
         HsearchVectorStore.from_texts(["x"])
 
 
-def test_adapter_imports_no_other_framework_and_no_torch():
-    import subprocess
-    import sys
-
-    code = ("import sys, hsearch.integrations.langchain; "
-            "print(*(m in sys.modules for m in ('torch', 'transformers', 'llama_index')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False"] * 3
-
-
 def test_readme_example(collection):
     # README, "LangChain / LlamaIndex", with the fake encoder's collection in place of the bundled model's
     store = HsearchVectorStore(collection, mode="dense+sparse")

@@ -2,8 +2,6 @@
 VectorStoreIndex, its retriever, VectorStoreQuery and MetadataFilters. llama-index-core ships no standard
 vector-store suite, so these are ours. The collections encode with the suite's one fake encoder
 (hsearch/testing.py); LlamaIndex's embed model is its MockEmbedding, whose vectors the store never uses."""
-import subprocess
-import sys
 
 import pytest
 
@@ -207,13 +205,6 @@ def test_replacing_a_node_and_reading_hsearch_own_documents(store, collection):
     got = store.query(VectorStoreQuery(query_str="owls hoot", similarity_top_k=1, mode=VectorStoreQueryMode.SPARSE))
     assert isinstance(got.nodes[0], TextNode) and (got.nodes[0].node_id, got.nodes[0].text, got.nodes[0].metadata) \
         == ("plain", "Owls hoot at night.", {"kind": "bird"})
-
-
-def test_adapter_imports_no_other_framework_and_no_torch():
-    code = ("import sys, hsearch.integrations.llamaindex; "
-            "print(*(m in sys.modules for m in ('torch', 'transformers', 'langchain_core', 'nltk')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False"] * 4
 
 
 def test_readme_example(collection):

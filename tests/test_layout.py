@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # a layer may import from layers to its right only; nothing imports `testing` (the test doubles)
 ORDER = ["testing", "cli", "server", "integrations", "train", "evaluate", "engine", "writer", "merge", "snapshot", "query", "backends", "ingest", "encode", "index", "storage",
@@ -85,3 +87,14 @@ def test_engine_import_has_no_torch():
     code = "import sys, hsearch.engine; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"]
+
+
+@pytest.mark.parametrize("module,framework,absent", [
+    ("hsearch.integrations.langchain", "langchain_core", ("torch", "transformers", "llama_index")),
+    ("hsearch.integrations.llamaindex", "llama_index.core", ("torch", "transformers", "langchain_core", "nltk")),
+])
+def test_each_adapter_imports_its_framework_only(module, framework, absent):
+    pytest.importorskip(framework)
+    code = f"import sys, {module}; print(*(m in sys.modules for m in {absent!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"] * len(absent)
