@@ -55,25 +55,21 @@ class IndexReport:
 
 
 class Writer:
-    """Holds the collection's write lock for its lifetime (one writer at a time; readers never wait).
+    """Holds the collection's write lock for its lifetime (one writer at a time; readers never wait), except
+    while the encoder runs: other writers commit meanwhile, and what a commit writes (ids, rows, which
+    documents it replaces) is decided after the lock is taken again (`_encode_unlocked`).
 
     `wait`: seconds to wait for another writer (another process: `hsearch index`, a server's writer thread)
     to release the lock before giving up with a CollectionError."""
 
     def __init__(self, folder: Path, config: CollectionConfig, encoder, wait: float = 0.0):
-        self.folder, self.config, self.encoder = folder, config, encoder
+        self.folder, self.config, self.encoder, self._wait = folder, config, encoder, wait
         self._lock = open(folder / "write.lock", "w")
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self._lock.close()
-                    raise CollectionError(f"another hsearch process is writing to {folder} (waited {wait:.0f} s); "
-                                          "wait for it to finish") from None
-                time.sleep(LOCK_POLL_S)
+        try:
+            self._acquire()
+        except CollectionError:
+            self._lock.close()
+            raise
         try:
             # Read under the lock: a manifest read before it can predate another process's last commit, and
             # _cleanup would then remove that commit's segment as a leftover (its documents lost).
@@ -98,6 +94,30 @@ class Writer:
     def _unlock(self):
         fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._lock.close()
+
+    def _acquire(self):
+        deadline = time.monotonic() + self._wait
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise CollectionError(f"another hsearch process is writing to {self.folder} (waited "
+                                          f"{self._wait:.0f} s); wait for it to finish") from None
+                time.sleep(LOCK_POLL_S)
+
+    def _encode_unlocked(self, encode):
+        """Run `encode()` (the slow part of a commit) with the write lock released, so that other writers
+        (a server's, another `hsearch index`) commit meanwhile; then take the lock again and re-read what
+        they committed (ids, rows and replaced documents are decided after this, under the lock)."""
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        try:
+            return encode()
+        finally:
+            self._acquire()
+            self.manifest = Manifest.load(self.folder)
+            self._cleanup()  # what a writer killed meanwhile left
 
     # ---- leftovers of interrupted runs ------------------------------------------------------
     def _cleanup(self):
@@ -145,12 +165,13 @@ class Writer:
             if pending_chunks >= self.config.commit_every or pending_chars >= MAX_COMMIT_CHARS:
                 self._commit(pending, [], source, report, progress)
                 pending, pending_chunks, pending_chars = [], 0, 0
-        gone = []
-        if delete_missing:  # docs committed earlier in this run are in `seen`, so `live` still suffices
-            gone = [row for doc_id, (row, _h, src) in live.items() if src == source and doc_id not in seen]
-            report.deleted = len(gone)
-        if pending or gone:
-            self._commit(pending, gone, source, report, progress)
+        def gone(live):  # docs committed earlier in this run are in `seen`; read under the last commit's lock
+            rows = [row for doc_id, (row, _h, src) in live.items() if src == source and doc_id not in seen]
+            report.deleted = len(rows)
+            return rows
+
+        if pending or (delete_missing and gone(live)):
+            self._commit(pending, [], source, report, progress, gone if delete_missing else None)
         return report
 
     def delete(self, doc_ids: list[str]) -> int:
@@ -161,14 +182,19 @@ class Writer:
             self._commit([], rows, "", IndexReport(), False)
         return len(rows)
 
-    def _commit(self, pending, delete_rows, source, report: IndexReport, progress: bool):
+    def _commit(self, pending, delete_rows, source, report: IndexReport, progress: bool, gone=None):
+        prepared = self._prepare(pending, progress) if pending else None  # the lock is released meanwhile
         m = self.manifest
         gen = m.generation + 1
-        replaced = [row for _d, row in pending if row is not None] + list(delete_rows)
+        replaced = list(delete_rows)
+        if pending or gone is not None:  # the documents live now: another writer may have committed while we encoded
+            live = self.docs.live_docs(m.doc_segments, m.load_tombstones(self.folder)[1])
+            replaced += [live[doc.id][0] for doc, _old in pending if doc.id in live]
+            replaced += gone(live) if gone is not None else []
         new_segments = list(m.segments)
         next_id = m.next_chunk_id
         if pending:
-            seg, next_id = self._write_segment(gen, pending, source, next_id, report, progress)
+            seg, next_id = self._write_segment(gen, prepared, source, next_id, report)
             new_segments.append(seg)
         tomb = m.tombstones
         replaced_chunks = self.docs.chunk_ids_of_rows(replaced) if replaced else None
@@ -235,7 +261,9 @@ class Writer:
         for s in old:  # no snapshot opened from now on lists them; open ones keep their files open
             shutil.rmtree(self.folder / SEGMENTS / s.name, ignore_errors=True)
 
-    def _write_segment(self, gen, pending, source, first_id, report, progress):
+    def _prepare(self, pending, progress):
+        """Chunk and encode `pending` (the lock released while the encoder runs): (view flags, per document
+        (doc, {view: chunks}, BM25 analyzer), {view: representations in chunk order})."""
         enc = self.encoder
         # With a long-context method every document has two views (hsearch/types.py): passages encoded
         # by the plain model, and the whole document (cut only past the target length) by the extended one.
@@ -243,34 +271,45 @@ class Writer:
         views = [(PASSAGE, plain, self.config.chunk_tokens or self._default_chunk_tokens(plain))]
         if plain is not enc:
             views.append((WHOLE, enc, self._default_chunk_tokens(enc)))
-        doc_rows, chunk_rows, owner, owner_docs, flags = [], [], [], [], []
-        analyzer_of = {}  # doc row -> the BM25 word analyzer its chunks get (one per document, from its whole text)
-        texts = {view: [] for view, _e, _s in views}
-        next_row = self.docs.next_doc_row()
-        name = f"seg-{gen:06d}"
+        docs = []
         for doc, _old in pending:
             body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
             parts = {view: chunk_text(body, enc.tokenizer, size, min(self.config.chunk_overlap, size // 2))
                      [:self.config.max_chunks] for view, _e, size in views}  # max_chunks None keeps all
+            meta = doc.metadata or {}
+            # the BM25 word analyzer its chunks get (one per document, from its whole text)
+            analyzer = self.bm25[PASSAGE].choose(body, meta.get("lang", meta.get("language"))) if self.bm25 else None
+            docs.append((doc, parts, analyzer))
+        reps = self._encode_unlocked(lambda: {
+            view: encoder.encode_documents([c.text for _d, parts, _a in docs for c in parts[view]],
+                                           colbert=self.config.store_colbert, progress=progress)
+            for view, encoder, _size in views})
+        return [view for view, _e, _s in views], docs, reps
+
+    def _write_segment(self, gen, prepared, source, first_id, report):
+        views, docs, reps = prepared
+        doc_rows, chunk_rows, owner, owner_docs, flags, all_reps = [], [], [], [], [], []
+        analyzer_of = {}
+        texts = {view: [] for view in views}
+        next_row = self.docs.next_doc_row()
+        name = f"seg-{gen:06d}"
+        for doc, parts, analyzer in docs:
             doc_rows.append({"row": next_row, "doc_id": doc.id, "segment": name, "source": source, "path": doc.path,
                              "title": doc.title, "hash": doc.hash, "n_chunks": len(parts[PASSAGE]),
                              "metadata": json.dumps(doc.metadata, ensure_ascii=False)})
             for view, chunks in parts.items():
                 texts[view] += [(next_row, doc, n, c) for n, c in enumerate(chunks)]
-            if self.bm25:
-                meta = doc.metadata or {}
-                analyzer_of[next_row] = self.bm25[PASSAGE].choose(body, meta.get("lang", meta.get("language")))
+            analyzer_of[next_row] = analyzer
             next_row += 1
-        reps = []
-        for view, encoder, _size in views:
+        for view in views:
             for row, doc, n, c in texts[view]:
                 chunk_rows.append({"chunk_id": first_id + len(owner), "doc_row": row, "chunk_no": n,
                                    "text": c.text, "start": c.start, "end": c.end})
                 owner.append(row)
                 owner_docs.append(doc)
                 flags.append(view)
-            reps += encoder.encode_documents([c.text for _r, _d, _n, c in texts[view]],
-                                             colbert=self.config.store_colbert, progress=progress)
+            all_reps += reps[view]
+        reps = all_reps
         ids = np.arange(first_id, first_id + len(owner), dtype=np.int64)
         folder = self.folder / SEGMENTS / name
         tmp = folder.with_name(f".{name}.tmp")

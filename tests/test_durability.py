@@ -141,3 +141,51 @@ def test_a_write_waits_for_another_writer(tmp_path, tiny_bgem3):
     waiter.add([{"id": "b", "text": "written once the other writer is done"}])
     t.join(30)
     assert time.monotonic() - start >= 0.25 and waiter.get("b") is not None
+
+
+def test_a_write_commits_while_another_encodes(tmp_path):
+    """A writer lets go of the lock while its encoder runs (hsearch/writer.py), so a second writer (a server's
+    upsert during an `hsearch index` run) commits meanwhile instead of waiting for the whole encoding; the
+    first then commits beside it, deciding what it replaces from what is live by then: every document once."""
+    import threading
+
+    from hsearch.testing import FakeEncoder
+
+    encoding, finish = threading.Event(), threading.Event()
+
+    class SlowEncoder(FakeEncoder):
+        def encode_documents(self, texts, **kw):
+            if any(t.startswith("slow") for t in texts):
+                encoding.set()
+                assert finish.wait(30)
+            return super().encode_documents(texts, **kw)
+
+    enc = SlowEncoder(dim=16, colbert_dim=8, colbert_tokens=None, jitter=0.01, name="lock-test")
+    folder = tmp_path / "c"
+    first = open_collection(folder, create=True, encoder=enc,
+                            config=CollectionConfig(model=enc.spec.name, chunk_tokens=16, chunk_overlap=4))
+    first.add([{"id": "base", "text": "base words"}])
+    second = open_collection(folder, encoder=enc)
+    second.lock_wait = 0  # refused at once if the first still held the lock
+    errors = []
+
+    def slow_write():
+        try:
+            first.add([{"id": "s", "text": "slow cat"}, {"id": "both", "text": "slow version of both"}])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=slow_write)
+    t.start()
+    assert encoding.wait(30)
+    second.add([{"id": "f", "text": "fast dog"}, {"id": "both", "text": "fast version of both"}])
+    second.delete(["base"])
+    finish.set()
+    t.join(60)
+    assert not errors, errors
+    after = open_collection(folder, encoder=enc)
+    assert after.ids() == ["both", "f", "s"]
+    assert after.info()["documents"] == 3 and after.get("base") is None
+    assert after.get("both")["text"].startswith("slow")  # the first committed last: its version replaced the other
+    hits = after.search("version both", mode="bm25", k=10)
+    assert [h.id for h in hits].count("both") == 1
