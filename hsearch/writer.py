@@ -144,7 +144,7 @@ class Writer:
         dead_chunks, dead_docs = self.manifest.load_tombstones(self.folder)
         live = self.docs.live_docs(self.manifest.doc_segments, dead_docs)
         seen: set[str] = set()
-        pending: list[tuple[Document, int | None]] = []
+        pending: list[Document] = []
         pending_chunks = pending_chars = 0
         for doc in documents:
             if doc.id in seen:
@@ -159,7 +159,7 @@ class Writer:
                 report.updated += 1
             else:
                 report.added += 1
-            pending.append((doc, old[0] if old else None))
+            pending.append(doc)  # which row it replaces is decided at its commit, under the lock
             pending_chunks += 1 + len(doc.text) // 1500  # rough, only to size commits
             pending_chars += len(doc.text) * (2 if self.config.long_context else 1)  # two views: encoded twice
             if pending_chunks >= self.config.commit_every or pending_chars >= MAX_COMMIT_CHARS:
@@ -189,7 +189,7 @@ class Writer:
         replaced = list(delete_rows)
         if pending or gone is not None:  # the documents live now: another writer may have committed while we encoded
             live = self.docs.live_docs(m.doc_segments, m.load_tombstones(self.folder)[1])
-            replaced += [live[doc.id][0] for doc, _old in pending if doc.id in live]
+            replaced += [live[doc.id][0] for doc in pending if doc.id in live]
             replaced += gone(live) if gone is not None else []
         new_segments = list(m.segments)
         next_id = m.next_chunk_id
@@ -239,7 +239,9 @@ class Writer:
     def purge(self) -> None:
         """Drop the texts of deleted documents from docs.sqlite (after `merge(everything=True)`; a query on
         an older snapshot that meets one of them is run again on the new one, see query/execute.py)."""
-        self.docs.purge_texts(self.manifest.load_tombstones(self.folder)[1])
+        dead_docs = self.manifest.load_tombstones(self.folder)[1]
+        if len(dead_docs):  # VACUUM rewrites the whole file: not when nothing was deleted
+            self.docs.purge_texts(dead_docs)
 
     def _merge(self, i: int, j: int, dead_chunks: np.ndarray) -> None:
         m = self.manifest
@@ -272,7 +274,7 @@ class Writer:
         if plain is not enc:
             views.append((WHOLE, enc, self._default_chunk_tokens(enc)))
         docs = []
-        for doc, _old in pending:
+        for doc in pending:
             body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
             parts = {view: chunk_text(body, enc.tokenizer, size, min(self.config.chunk_overlap, size // 2))
                      [:self.config.max_chunks] for view, _e, size in views}  # max_chunks None keeps all

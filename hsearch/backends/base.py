@@ -47,14 +47,14 @@ class Scope:
         # view: PASSAGE or WHOLE (hsearch/types.py) when the collection has both; `live` already applies it
         self.where, self.live, self._matching, self.view = tuple(where), live, matching, view
         self.ef_search = ef_search  # HNSW search effort of this query (None: the reader's default)
-        self._allowed: np.ndarray | None = None
         # A snapshot keeps one Scope per (where, view) for its life (tombstones and metadata are fixed
-        # for it), so the mask of a store's whole id array is computed once, not on every query:
-        # id(array) -> (array, mask); the array is held so that its id is never reused meanwhile.
-        self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # for it), so the filter's chunk ids ("where") and the mask of each store's whole id array are
+        # computed once, not on every query: id(array) -> (array, mask), the array held so that its id
+        # is never reused meanwhile. Shared by the copies `with_ef_search` makes.
+        self._cache: dict = {}
 
     def with_ef_search(self, ef_search: int | None) -> Scope:
-        """This scope (and its cached masks) with another HNSW search effort."""
+        """This scope (sharing what it has computed) with another HNSW search effort."""
         if ef_search == self.ef_search:
             return self
         other = Scope.__new__(Scope)
@@ -64,10 +64,10 @@ class Scope:
 
     def allow_store(self, ids: np.ndarray) -> np.ndarray:
         """`allow` of a store's whole id array (the same array object on every call), computed once."""
-        hit = self._masks.get(id(ids))
+        hit = self._cache.get(id(ids))
         if hit is None or hit[0] is not ids:
             hit = (ids, self.allow(ids))
-            self._masks[id(ids)] = hit
+            self._cache[id(ids)] = hit
         return hit[1]
 
     def matching(self, where: tuple) -> np.ndarray:
@@ -80,9 +80,9 @@ class Scope:
     def allow(self, ids: np.ndarray) -> np.ndarray:
         mask = self.live(ids)
         if self.where:
-            if self._allowed is None:  # resolved once, on first use: a remote-only plan never needs it
-                self._allowed = self.matching(self.where)
-            mask &= np.isin(ids, self._allowed)
+            if "where" not in self._cache:  # resolved once, on first use: a remote-only plan never needs it
+                self._cache["where"] = self.matching(self.where)
+            mask &= np.isin(ids, self._cache["where"])
         return mask
 
 

@@ -301,12 +301,11 @@ class MultiVectorReader:
         while r0 < len(rows):
             r1 = min(max(int(np.searchsorted(cum, cum[r0] + max_tokens, side="right")) - 1, r0 + 1), len(rows))
             codes, sub_off = self._gather(rows[r0:r1])
-            if self.codec_name == "int8":
-                out[r0:r1] = maxsim_numpy(q, codes["codes"], sub_off, scales=codes["scales"])
-            elif self.codec_name in ("float16", "float32"):
-                out[r0:r1] = maxsim_numpy(q, codes["codes"], sub_off)
-            else:
+            if self.codec.trained:  # pq: codes index a codebook; decoded here
                 out[r0:r1] = maxsim_numpy(q, self.codec.decode(codes), sub_off)
+            else:  # the same inputs as the torch kernel's: raw codes, and int8's scales
+                x, extra = self.codec.kernel_inputs(codes)
+                out[r0:r1] = maxsim_numpy(q, x, sub_off, **extra)
             r0 = r1
         return out
 
