@@ -317,8 +317,8 @@ def embed(texts, model, is_query, max_length, tokens, long_context, long_context
 @COLLECTION
 @_handle_errors
 def optimize(collection):
-    """Merge every segment into one and drop deleted documents from disk (writes merge small segments
-    on their own; this makes a collection as fast to query as one built in a single commit)."""
+    """Merge every segment into one and drop deleted documents' vectors and texts from disk (writes merge
+    small segments on their own; one segment is the fastest to query)."""
     from hsearch.engine import open_collection
 
     r = open_collection(collection).optimize()
