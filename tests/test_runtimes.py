@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from hsearch.encode import load_encoder  # noqa: E402
-from hsearch.encode import onnx_export, precision  # noqa: E402
+from hsearch.encode import onnx_export, onnx_graph, precision  # noqa: E402
 from hsearch.encode.onnx_encoder import OnnxEncoder  # noqa: E402
 from hsearch.encode.tokenizer import FastTokenizer  # noqa: E402
 from hsearch.errors import HsearchError, InputError  # noqa: E402
@@ -96,6 +96,37 @@ def test_onnx_encoder_equals_torch_on_every_output(shared_cache, tiny_bgem3, uni
                 _same(a, b)
         # one batch per text, at its own length, as a single query is encoded
         _same(fast.encode_queries(TEXTS[:1])[0], ref.encode_queries(TEXTS[:1])[0])
+
+
+def test_the_export_writes_the_fused_graphs_and_falls_back_to_torch_export(cache, tiny_bgem3, monkeypatch):
+    fast = load_encoder(str(tiny_bgem3), precision="fp32", runtime="onnx")
+    meta = json.loads((fast.folder / "runtime.json").read_text())
+    assert meta["graph"] == "hsearch" and meta["int8"]["probe_cosine"] > onnx_export.INT8_MIN_COSINE
+    assert "graph.int8.onnx" in meta["files"]  # written at export, calibrated, not made on first use
+
+    # an int8 graph that misses the bar is not kept: int8 then quantises the (hand-written) fp32 graph dynamically
+    monkeypatch.setattr(onnx_export, "INT8_MIN_COSINE", 1.5)
+    strict = cache / "strict"
+    onnx_export.export(load_encoder(str(tiny_bgem3)), strict)
+    meta = json.loads((strict / "runtime.json").read_text())
+    assert meta["graph"] == "hsearch" and meta["int8"] is None and "graph.int8.onnx" not in meta["files"]
+    dynamic = OnnxEncoder(strict, tiny_bgem3, precision="int8")
+    for a, b in zip(dynamic.encode_documents(TEXTS), fast.encode_documents(TEXTS)):
+        assert float(a.dense @ b.dense) > 0.99
+
+    def refuse(model):
+        raise onnx_graph.GraphError("not a model the builder writes")
+
+    monkeypatch.setattr(onnx_graph, "bert_weights", refuse)
+    folder = cache / "other"
+    onnx_export.export(load_encoder(str(tiny_bgem3)), folder)
+    meta = json.loads((folder / "runtime.json").read_text())
+    assert meta["graph"] == "torch.onnx.export" and meta["int8"] is None
+    assert "graph.int8.onnx" not in meta["files"]  # int8 then comes from dynamic quantisation, on first use
+    ref = load_encoder(str(tiny_bgem3))
+    other = OnnxEncoder(folder, tiny_bgem3)
+    for a, b in zip(other.encode_documents(TEXTS), ref.encode_documents(TEXTS)):
+        _same(a, b)
 
 
 def test_int8_and_bf16_stay_close_to_fp32(shared_cache, tiny_bgem3):

@@ -6,8 +6,11 @@ instead of ~470 MB and a query touches only its own rows. The heads are plain ma
 applied in numpy. Folder layout (`runtime.json` is written last; the folder is built under a temporary
 name and renamed, so a reader sees a complete folder or none, and two processes exporting at once leave
 one good copy):
-    graph.fp32.onnx (+ .data)   torch.onnx.export (dynamo) of the transformer
-    graph.int8.onnx             ONNX Runtime dynamic quantisation of it (per output channel), made on first use
+    graph.fp32.onnx (+ .data)   the transformer, written by hsearch/encode/onnx_graph.py with fused attention for
+                                BERT-family models, else by torch.onnx.export (dynamo)
+    graph.int8.onnx (+ .data)   onnx_graph's int8 graph (SmoothQuant, calibrated on hsearch/data/calibration.txt),
+                                written beside it; for other models (or one this int8 does not suit: the check
+                                below), ONNX Runtime's dynamic quantisation of the fp32 graph, made on first use
     embeddings.npy              (vocab, hidden) float32
     tokenizer.json              the tokenizer as transformers runs it (its backend's pipeline)
     lexicon_*                   a Unigram tokenizer's pieces, sorted, for short texts (hsearch/encode/lexicon.py)
@@ -15,6 +18,7 @@ one good copy):
     runtime.json                the EncoderSpec, the tokenizer's special ids, file sizes, the export check
 The export is checked before it is kept: the graph's hidden states must equal torch's on a probe batch
 (padded, two lengths) within `TOLERANCE`; a model that fails this, or cannot be exported, stays on torch.
+The int8 graph must keep a pooled cosine of `INT8_MIN_COSINE` to torch on the probe, or it is not kept.
 The cache is keyed by the folder, its fingerprint and its weight files' sizes and mtimes: a changed
 model gets a new export, and a missing, partial or corrupt one is rebuilt (hsearch/encode/onnx_encoder.py).
 """
@@ -39,9 +43,13 @@ from .lexicon import write_lexicon
 
 log = logging.getLogger("hsearch")
 
-EXPORT_FORMAT = 2  # 2: the lexicon files
+EXPORT_FORMAT = 3  # 2: the lexicon files; 3: graphs written by hsearch/encode/onnx_graph.py, int8 at export
 MARKER = "runtime.json"
 GRAPHS = {"fp32": "graph.fp32.onnx", "int8": "graph.int8.onnx"}
+# the int8 graph's pooled output against torch on the probe: below it, the graph is not kept (e5-small: 0.9998;
+# ONNX Runtime's plain dynamic quantisation of it measured 0.994-0.997 on SciFact texts)
+INT8_MIN_COSINE = 0.998
+CALIBRATION = Path(__file__).resolve().parents[1] / "data" / "calibration.txt"
 TOLERANCE = 1e-3  # max |torch - onnx| over real tokens' hidden states, float32 (each export records its own in runtime.json: max_abs_diff)
 PROBE = ["query: how much do cats sleep?",
          "passage: Cats sleep between twelve and sixteen hours a day; kittens sleep even more, and old cats too."]
@@ -80,27 +88,13 @@ def export(encoder, out: Path) -> Path:
         np.save(tmp / "embeddings.npy", np.ascontiguousarray(table))
         body = _body(encoder.model).eval()
         ids, mask = _probe(encoder)
-        embeds = torch.from_numpy(table[ids])
-        mask_t = torch.from_numpy(mask)
-        batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
         try:
-            with torch.inference_mode(False), torch.no_grad(), _quiet():
-                program = torch.onnx.export(
-                    body, (embeds, mask_t), dynamo=True, external_data=True, verbose=False,
-                    input_names=["inputs_embeds", "attention_mask"], output_names=["hidden"],
-                    dynamic_shapes={"inputs_embeds": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
-                program.save(str(tmp / GRAPHS["fp32"]), external_data=True)
-                reference = body(embeds, mask_t).numpy()
-        except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; any means "stay on torch"
-            raise ExportError(f"could not export {encoder.spec.name} to ONNX ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
-        try:
-            diff = _check(tmp / GRAPHS["fp32"], table[ids], mask, reference)
-        except ExportError:
-            raise
-        except Exception as e:  # noqa: BLE001 - ONNX Runtime could not run the graph (an operator it lacks, ...)
-            raise ExportError(f"could not run {encoder.spec.name}'s exported graph in ONNX Runtime "
+            with torch.inference_mode(False), torch.no_grad():
+                reference = body(torch.from_numpy(table[ids]), torch.from_numpy(mask)).numpy()
+        except Exception as e:  # noqa: BLE001 - a model that cannot run from input embeddings stays on torch
+            raise ExportError(f"could not export {encoder.spec.name}: it does not run from input embeddings "
                               f"({type(e).__name__}: {str(e)[:200]})") from e
+        graph, diff, int8 = _write_graphs(encoder, body, table, ids, mask, reference, tmp)
         heads = {}
         for name, lin in (("sparse", encoder.sparse_linear), ("colbert", encoder.colbert_linear)):
             if lin is not None:
@@ -123,7 +117,8 @@ def export(encoder, out: Path) -> Path:
         meta = {"format": EXPORT_FORMAT, "spec": spec, "provenance": encoder.spec.extra.get("provenance", ""),
                 "special_ids": {n: getattr(tok, f"{n}_token_id", None) for n in ("cls", "eos", "sep", "pad", "unk", "bos")},
                 "model_input_names": list(getattr(tok, "model_input_names", [])),
-                "hidden": encoder.dim, "heads": heads, "max_abs_diff": diff, "torch": torch.__version__}
+                "hidden": encoder.dim, "heads": heads, "max_abs_diff": diff, "torch": torch.__version__,
+                "graph": graph, "int8": int8}
         meta["files"] = {f.name: f.stat().st_size for f in tmp.iterdir()}
         (tmp / MARKER).write_text(json.dumps(meta, indent=1))
         try:
@@ -134,6 +129,118 @@ def export(encoder, out: Path) -> Path:
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_graphs(encoder, body, table, ids, mask, reference, tmp: Path) -> tuple[str, float, dict | None]:
+    """graph.fp32.onnx (and, for BERT-family models, graph.int8.onnx) in `tmp`, checked against torch.
+
+    Returns which writer made them, the fp32 graph's max |difference| from torch, and how the int8 graph
+    was made and how close it stayed (None when none was written here: int8 then falls back to dynamic
+    quantisation of the fp32 graph on first use)."""
+    from . import onnx_graph
+
+    try:
+        cfg, weights = onnx_graph.bert_weights(encoder.model)
+        _save(onnx_graph.build(cfg, weights), tmp / GRAPHS["fp32"])
+        diff = _check(tmp / GRAPHS["fp32"], table[ids], mask, reference)
+    except Exception as e:  # noqa: BLE001 - not a model the builder knows, or ONNX Runtime refused its graph
+        level = logging.INFO if isinstance(e, onnx_graph.GraphError) else logging.WARNING
+        log.log(level, "writing %s's graph by hand did not work (%s: %s); using torch.onnx.export",
+                encoder.spec.name, type(e).__name__, e)
+        for f in tmp.glob("graph.*"):
+            f.unlink()
+        _export_torch(encoder, body, table, ids, mask, tmp)
+        try:
+            return "torch.onnx.export", _check(tmp / GRAPHS["fp32"], table[ids], mask, reference), None
+        except ExportError:
+            raise
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime could not run the graph (an operator it lacks, ...)
+            raise ExportError(f"could not run {encoder.spec.name}'s exported graph in ONNX Runtime "
+                              f"({type(e).__name__}: {str(e)[:200]})") from e
+    try:
+        return "hsearch", diff, _write_int8(encoder, cfg, weights, table, ids, mask, reference, tmp)
+    except Exception as e:  # noqa: BLE001 - the fp32 graph is good; int8 then comes from dynamic quantisation
+        log.warning("the int8 graph of %s could not be made (%s: %s); int8 will use dynamic quantisation",
+                    encoder.spec.name, type(e).__name__, e)
+        for f in tmp.glob(GRAPHS["int8"] + "*"):
+            f.unlink()
+        return "hsearch", diff, None
+
+
+def _write_int8(encoder, cfg, weights, table, ids, mask, reference, tmp: Path) -> dict | None:
+    from . import onnx_graph
+    from .precision import cpu_has_vnni
+
+    taps = tmp / ".taps.onnx"
+    try:
+        _save(onnx_graph.build(cfg, weights, taps=True), taps)
+        amax = onnx_graph.calibrate(taps, cfg, _calibration_batches(encoder, table))
+    finally:
+        for f in tmp.glob(".taps.onnx*"):
+            f.unlink()
+    bits = 8 if cpu_has_vnni() else 7
+    _save(onnx_graph.build(cfg, weights, smooth=onnx_graph.smoothing(weights, amax), weight_bits=bits), tmp / GRAPHS["int8"])
+    cos = _pooled_cosine(tmp / GRAPHS["int8"], encoder.spec.pooling, table[ids], mask, reference)
+    if not cos >= INT8_MIN_COSINE:  # a model this recipe does not suit
+        log.warning("the int8 graph of %s is too far from fp32 (cosine %.4f < %g); int8 will use dynamic quantisation",
+                    encoder.spec.name, cos, INT8_MIN_COSINE)
+        for f in tmp.glob(GRAPHS["int8"] + "*"):
+            f.unlink()
+        return None
+    return {"recipe": f"SmoothQuant alpha {onnx_graph.SMOOTH_ALPHA}, calibration.txt", "weight_bits": bits,
+            "probe_cosine": cos}
+
+
+def _export_torch(encoder, body, table, ids, mask, tmp: Path) -> None:
+    """graph.fp32.onnx by torch.onnx.export (dynamo): any model transformers runs, unfused."""
+    import torch
+
+    embeds, mask_t = torch.from_numpy(table[ids]), torch.from_numpy(mask)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+    try:
+        with torch.inference_mode(False), torch.no_grad(), _quiet():
+            program = torch.onnx.export(
+                body, (embeds, mask_t), dynamo=True, external_data=True, verbose=False,
+                input_names=["inputs_embeds", "attention_mask"], output_names=["hidden"],
+                dynamic_shapes={"inputs_embeds": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
+            program.save(str(tmp / GRAPHS["fp32"]), external_data=True)
+    except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; any means "stay on torch"
+        raise ExportError(f"could not export {encoder.spec.name} to ONNX ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
+
+
+def _save(model, path: Path) -> None:
+    """One graph file and its weights beside it (`<name>.data`): protobuf cannot hold more than 2 GB."""
+    import onnx
+
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=1024)
+
+
+def _calibration_batches(encoder, table: np.ndarray):
+    """The calibration texts (hsearch/data/calibration.txt), each as its own batch, with the model's prefixes."""
+    spec = encoder.spec
+    for line in CALIBRATION.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        kind, text = line.split("\t", 1)
+        prefix = spec.query_prefix if kind == "query" else spec.document_prefix
+        ids = np.asarray(encoder.tokenize([prefix + text], encoder.spec.max_length)[0][0], np.int64)
+        yield np.ascontiguousarray(table[ids][None]), np.ones((1, len(ids)), np.int64)
+
+
+def _pooled_cosine(graph: Path, pooling: str, embeds: np.ndarray, mask: np.ndarray, reference: np.ndarray) -> float:
+    """The worst cosine between the graph's pooled output (the model's own pooling) and torch's, over the probe."""
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(
+        None, {"inputs_embeds": embeds, "attention_mask": mask})[0]
+    if pooling == "cls":
+        a, b = got[:, 0], reference[:, 0]
+    else:
+        m = mask[..., None].astype(np.float32)
+        a, b = (got * m).sum(1), (reference * m).sum(1)
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
 
 @contextmanager
@@ -153,7 +260,8 @@ def _quiet():
 
 
 def quantize_int8(folder: Path) -> Path:
-    """graph.int8.onnx beside graph.fp32.onnx (ONNX Runtime dynamic quantisation, per output channel)."""
+    """The int8 graph: the one export wrote (BERT-family models), else ONNX Runtime's dynamic quantisation of
+    graph.fp32.onnx (per output channel), made here on first use."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target = folder / GRAPHS["int8"]
@@ -165,7 +273,10 @@ def quantize_int8(folder: Path) -> Path:
         with _quiet():  # its advice to pre-process the model is logged on the root logger
             logging.disable(logging.WARNING)
             try:
-                quantize_dynamic(str(folder / GRAPHS["fp32"]), name, weight_type=QuantType.QInt8, per_channel=True)
+                # DefaultTensorType: shape inference cannot type the outputs of the contrib operators
+                # (MultiHeadAttention, ...) of a hand-written graph; every tensor here is float32
+                quantize_dynamic(str(folder / GRAPHS["fp32"]), name, weight_type=QuantType.QInt8, per_channel=True,
+                                 extra_options={"DefaultTensorType": 1})
             finally:
                 logging.disable(logging.NOTSET)
         os.replace(name, target)

@@ -123,6 +123,10 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
             encoding = str(choose(precision, runtime, "documents"))  # bf16 vectors are not fp32's
             if encoding != "torch/fp32":  # left out for fp32: the collections cached before stay valid
                 key.append(encoding)
+            if encoding.startswith("onnx/"):  # a new graph format encodes differently
+                from hsearch.encode.onnx_export import EXPORT_FORMAT
+
+                key.append(f"export-{EXPORT_FORMAT}")
             key = json.dumps(key, sort_keys=True)
             root = Path(os.environ.get("HSEARCH_CACHE") or Path.home() / ".cache" / "hsearch")
             collection_dir = root / "eval" / hashlib.sha256(key.encode()).hexdigest()[:16]
