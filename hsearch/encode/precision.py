@@ -4,8 +4,8 @@ Two settings, each with `auto`:
     runtime    torch (transformers; every model and long-context method) | onnx (ONNX Runtime over a graph
                exported once into the model cache, hsearch/encode/onnx_export.py; no torch, no transformers)
     precision  fp32 (the reference: FlagEmbedding parity) | bf16 (torch, a CPU with AVX512-BF16 or AMX, or
-               CUDA) | fp16 (torch, CUDA) | int8 (onnx: weights quantised per output channel, activations
-               per batch, by ONNX Runtime's dynamic quantisation)
+               CUDA) | fp16 (torch, CUDA) | int8 (onnx: for BERT-family models the calibrated int8 graph
+               of hsearch/encode/onnx_graph.py, else ONNX Runtime's dynamic quantisation)
 `auto` picks by purpose, from the measurements in benchmarks/RESULTS.md ("Encoder speed and precision"): queries
 (one short text, latency) and documents (bulk, throughput) want different things. The library's
 `load_encoder` defaults to the reference (torch, fp32); the engine, the CLI and the server default to
@@ -28,8 +28,9 @@ RUNTIMES = ("auto", "torch", "onnx")
 PURPOSES = ("queries", "documents")
 
 # What `auto` picks on a CPU, per purpose (see the module docstring for where these were measured):
-# queries: ONNX Runtime fp32 (no torch import; int8 is faster still but is opt-in, its nDCG cost is above
-# the 0.002 budget on some sets); documents: torch bf16 where the CPU has bf16 instructions, else fp32.
+# queries: ONNX Runtime fp32 (no torch import; int8 is faster still, for queries and documents, but is
+# opt-in: its nDCG cost, -0.0055 at worst, is above the 0.002 budget on some sets); documents: torch bf16
+# where the CPU has bf16 instructions, else fp32.
 AUTO_QUERY_PRECISION = "fp32"
 AUTO_DOCUMENT_PRECISION_BF16_CPU = "bf16"
 
