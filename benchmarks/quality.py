@@ -101,6 +101,10 @@ def main(argv=None):
                     help="score DATASET (a folder given in --datasets) on an existing collection DIR, e.g. one "
                     "built with --colbert-codec float32; repeatable")
     ap.add_argument("--no-bm25s", action="store_true", help="skip the bm25s peer")
+    ap.add_argument("--weights", default=None, help="fusion weights for every fused mode, e.g. dense=0.4,colbert=0.4 "
+                    "(default: the collection's, then the planner's)")
+    ap.add_argument("--normalize", default=None, choices=["none", "minmax", "dbsf"],
+                    help="score normalisation of every fused mode (default: the planner's)")
     ap.add_argument("--quick", action="store_true", help="xquad-r en and de->en, first 20 queries")
     ap.add_argument("--out", default=None, help="markdown file to append the table to (default: "
                     "benchmarks/RESULTS.md; --quick appends only when --out is given: a smoke run is no result)")
@@ -125,7 +129,8 @@ def main(argv=None):
             t0 = time.perf_counter()
             col = collections.get(folder.resolve())
             result = evaluate(folder, modes, model=None if col else a.model, split=a.split, k=a.k,
-                              limit_queries=a.limit_queries, collection_dir=col)
+                              limit_queries=a.limit_queries, collection_dir=col, weights=a.weights,
+                              normalize=a.normalize)
             notes.append(f"{name}: hsearch {time.perf_counter() - t0:.1f}s (index build or re-sync + all modes)")
             rows += [(name, f"hsearch {m}", r) for m, r in result.items()]
             if not a.no_bm25s:
@@ -135,7 +140,8 @@ def main(argv=None):
                     rows.append((name, "bm25s", peer))
                     notes.append(f"{name}: bm25s {time.perf_counter() - t0:.1f}s")
     n = f"first {a.limit_queries} queries" if a.limit_queries else "all queries"
-    head = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} model={a.model} split={a.split} k={a.k} ({n})\n\n"
+    fused = "".join(f" {k}={v}" for k, v in (("weights", a.weights), ("normalize", a.normalize)) if v)
+    head = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} model={a.model} split={a.split} k={a.k} ({n}){fused}\n\n"
             + commit_header() + "\n")
     report = head + "\n" + table(rows) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
     print(report)
