@@ -370,9 +370,12 @@ class Collection:
                "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
                "bytes": size, "heads": _heads(m.encoder), "config": m.config,
                # raw weighted sums use these unless --weights says otherwise (Collection.plan)
-               "default_weights": {**DEFAULT_WEIGHTS, **(m.encoder.get("fusion_weights") or {})},
+               "default_weights": {**DEFAULT_WEIGHTS, **{s: w for s, w in (m.encoder.get("fusion_weights") or {}).items()
+                                                        if s != "minmax"}},
                # runtime/precision of the writes so far (hsearch/encode/precision.py); [] before they were recorded
                "precisions": m.encoder.get("precisions") or []}
+        if (m.encoder.get("fusion_weights") or {}).get("minmax"):  # min-max fusion's, where the model has its own
+            out["default_weights_minmax"] = {**DEFAULT_WEIGHTS, **m.encoder["fusion_weights"]["minmax"]}
         if snap.bm25 is not None and snap.bm25.analyzer is not None:  # which word analyzer BM25 gave how many chunks
             out["bm25_analyzers"] = snap.bm25.counts()
         if snap.has_views:  # a long-context collection: how many chunks each view holds

@@ -131,7 +131,24 @@ def test_heads_carry_their_fusion_weights_into_the_collections_built_with_them(t
     assert plain.plan("dog", "dense+sparse").weights == {"dense": 0.4, "sparse": 0.2}
 
 
+def test_heads_can_carry_min_max_weights_too(tmp_path, base_and_heads, corpus):
+    base, heads = base_and_heads
+    (heads / "fusion.json").write_text(json.dumps({"weights": {"sparse": 0.05},
+                                                   "weights_minmax": {"dense": 0.3, "colbert": 0.5, "bm25": 0.2}}))
+    folder = with_shipped_heads(base, heads, "tiny")
+    col = open_collection(tmp_path / "col", create=True, model=str(folder))
+    col.index(corpus)
+    # min-max (the default with bm25) takes the model's min-max weights, then the planner's for the rest
+    assert col.plan("dog", "dense+sparse+colbert+bm25").weights == {"dense": 0.3, "sparse": 0.2, "colbert": 0.5, "bm25": 0.2}
+    assert col.plan("dog", "dense+sparse").weights == {"dense": 0.4, "sparse": 0.05}  # raw: unchanged
+    assert col.plan("dog", "dense+bm25", fusion="rrf").weights == {"dense": 0.4, "bm25": 0.4}
+    assert col.plan("dog", "dense+bm25", weights="bm25=0.9").weights == {"dense": 0.3, "bm25": 0.9}
+    info = open_collection(tmp_path / "col").info()
+    assert info["default_weights"]["sparse"] == 0.05 and info["default_weights_minmax"]["colbert"] == 0.5
+
+
 @pytest.mark.parametrize("bad", ['{"weights": {"sparce": 0.1}}', '{"weights": {"sparse": -1}}',
+                                 '{"weights": {}, "weights_minmax": {"dense": "high"}}',
                                  '{"weights": [0.4, 0.1]}', '{"weights": {"sparse": "low"}}', "{not json"])
 def test_a_bad_fusion_file_is_named_with_what_to_do(base_and_heads, bad):
     base, heads = base_and_heads

@@ -268,14 +268,22 @@ def _fingerprint(folder: Path) -> str:
 
 
 def _fusion_weights(folder: Path) -> dict:
-    """{signal: weight} from the folder's fusion.json ({"weights": {...}, how they were chosen}), or {}."""
+    """The folder's fusion.json as {signal: weight} for raw weighted sums, plus {"minmax": {signal: weight}} for
+    min-max fusion when the file gives "weights_minmax"; {} without the file."""
     path = folder / FUSION_FILE
     if not path.exists():
         return {}
-    weights = _read_json(path).get("weights")
+    data = _read_json(path)
+    out = _weights(path, "weights", data.get("weights"))
+    if "weights_minmax" in data:
+        out["minmax"] = _weights(path, "weights_minmax", data["weights_minmax"])
+    return out
+
+
+def _weights(path: Path, key: str, weights) -> dict[str, float]:
     if (not isinstance(weights, dict) or not all(s in SIGNALS for s in weights)
             or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights.values())):
-        raise ModelError(f"{path}: \"weights\" must map signals ({', '.join(SIGNALS)}) to numbers >= 0, got "
+        raise ModelError(f"{path}: \"{key}\" must map signals ({', '.join(SIGNALS)}) to numbers >= 0, got "
                          f"{weights!r}; fix or delete the file (without it the planner's default weights apply)")
     return {s: float(w) for s, w in weights.items()}
 

@@ -128,8 +128,8 @@ def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 
               default_weights: dict | None = None, ef_search: int | None = None) -> Plan:
     """default_weights: the weights a model's heads were tuned for (`Collection.plan` passes the ones its
     collection was built with); what `weights` leaves out comes from them, then from DEFAULT_WEIGHTS.
-    They correct the scale of the heads' raw scores, so they apply to raw weighted sums only: min-max,
-    DBSF and RRF put every signal on one scale, and there the planner's defaults stay."""
+    Its signal entries apply to raw weighted sums (they correct the scale of the heads' raw scores); its
+    "minmax" entry, where the model has one, to min-max fusion. DBSF and RRF keep the planner's defaults."""
     if not isinstance(query, str) or not query.strip():
         raise InputError("empty query; give the text to search for")
     if isinstance(mode, str) and "@" in mode:  # "dense+bm25@both": the document score inside the mode
@@ -152,7 +152,12 @@ def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 
         normalize = "minmax" if "bm25" in signals and len(signals) > 1 else "none"
     if normalize not in NORMALIZERS:
         raise InputError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZERS)}")
-    if fusion != "weighted" or normalize != "none":
+    model = default_weights or {}
+    if fusion == "weighted" and normalize == "minmax":
+        default_weights = model.get("minmax")
+    elif fusion == "weighted" and normalize == "none":
+        default_weights = {s: w for s, w in model.items() if s in SIGNALS}
+    else:
         default_weights = None
     w = weights if isinstance(weights, dict) else parse_weights(weights, signals, default_weights)
     w = {**DEFAULT_WEIGHTS, **(default_weights or {}), **w}
