@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.report import commit_header  # noqa: E402
+from harness.report import commit_header, emit  # noqa: E402
 
 from hsearch.evaluate.beir import evaluate  # noqa: E402
 from hsearch.index.multivector import open_multivector, write_multivector  # noqa: E402
@@ -113,10 +113,7 @@ def main(argv=None):
     report = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} multi-vector codecs on {dataset.name} ({n}; deltas "
               f"against {rows[0][0]}; {rows[0][1]['tokens']:,} token vectors)\n\n" + commit_header() + "\n\n"
               + "\n".join(lines) + "\n")
-    print(report)
-    if a.out:
-        with open(a.out, "a", encoding="utf-8") as f:
-            f.write(report + "\n")
+    emit(report, a.out)
 
 
 if __name__ == "__main__":

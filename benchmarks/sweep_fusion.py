@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness.report import commit_header  # noqa: E402
+from harness.report import commit_header, emit  # noqa: E402
 
 from hsearch.evaluate.beir import MEASURES, eval_collection, load_beir, run_modes, score, weight_grid  # noqa: E402
 
@@ -94,7 +94,9 @@ def main(argv=None):
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--out", default=None, help="markdown file to append the report to")
     a = ap.parse_args(argv)
-    sets = {Path(p).name: Path(p) for p in a.datasets.split(",") if p}
+    paths = [Path(p) for p in a.datasets.split(",") if p]
+    short = [p.name for p in paths]  # a set is named by its folder, or by two levels where folders share a name
+    sets = dict(zip(short if len(set(short)) == len(short) else ["/".join(p.parts[-2:]) for p in paths], paths))
     single, sweep, order, kept = {}, {}, {}, {}  # sweep[(mode, fusion, norm)][weights tuple] = {set: nDCG}
     for name, folder in sets.items():
         data = load_beir(folder, "test", a.limit_queries)
@@ -135,10 +137,7 @@ def main(argv=None):
         best_all.append((mean(by_set), mode, label, wtxt))
     lines += ["", "Best per mean: " + "; ".join(f"{m} ({f}; {w}) {v:.4f}" for v, m, f, w in sorted(best_all, reverse=True)[:5])]
     report = "\n".join(lines) + "\n"
-    print(report)
-    if a.out:
-        with open(a.out, "a", encoding="utf-8") as f:
-            f.write(report + "\n")
+    emit(report, a.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_heads import StateMemo  # noqa: E402
-from harness.report import commit_header  # noqa: E402
+from harness.report import commit_header, emit  # noqa: E402
 from quality import cross_folder  # noqa: E402
 
 from hsearch.evaluate.beir import as_run, load_beir, run_modes, score  # noqa: E402
@@ -80,10 +80,7 @@ def main(argv=None):
         v = [res[n][r] for n in names]
         lines.append(f"| {r} | " + " | ".join(f"{x:.4f}" for x in v) + f" | {sum(v) / len(v):.4f} |")
     report = "\n".join(lines) + "\n"
-    print(report)
-    if a.out:
-        with open(a.out, "a", encoding="utf-8") as f:
-            f.write(report + "\n")
+    emit(report, a.out)
 
 
 if __name__ == "__main__":

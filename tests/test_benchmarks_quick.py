@@ -330,6 +330,42 @@ def sweep_check(ctx, stdout):
         assert [rows["dense"][col_i], rows["sparse"][col_i]] == [round(got[m]["nDCG@10"], 4) for m in ("dense", "sparse")]
 
 
+# ------------------------------------------------------------------------------ sweep_fusion.py
+
+
+def fusion_sweep_args(ctx):
+    a, b = pieces_beir(ctx.tmp / "fa" / "beir"), pieces_beir(ctx.tmp / "fb" / "beir", first=2, last=3)
+    return ["--model", ctx.model, "--datasets", f"{a},{b}", "--modes", "dense+sparse,dense+bm25", "--out",
+            ctx.report("fusion.md")]
+
+
+def fusion_sweep_check(ctx, stdout):
+    text = (ctx.tmp / "fusion.md").read_text()
+    head = "| mode | fusion | best weights | fa/beir | fb/beir | mean |"
+    assert head in text and "Commit:" in text, text
+    lines = text.splitlines()
+    table = [c for c in map(cells, lines[lines.index(head) + 2:]) if len(c) == 6]
+    singles = {c[0]: [float(x) for x in c[3:]] for c in table if c[1] == "-"}
+    fused = {(c[0], c[1]): [float(x) for x in c[3:]] for c in table if c[1] != "-"}
+    assert list(singles) == ["dense", "sparse", "colbert", "bm25"]
+    assert {m for m, _ in fused} == {"dense+sparse", "dense+bm25"} and len(fused) == 8  # 4 fusions each
+    for r in [*singles.values(), *fused.values()]:
+        assert all(0 <= x <= 1 for x in r) and r[2] == pytest.approx((r[0] + r[1]) / 2, abs=1e-4)
+    # each fused winner is at least its mode's best single signal: a weight of 1 on that signal is on the grid
+    for (mode, fusion), r in fused.items():
+        if fusion.startswith("weighted"):
+            assert r[2] >= max(singles[s][2] for s in mode.split("+")) - 0.02, (mode, fusion)
+    best = float(re.search(r"Best per mean: .*? ([\d.]+);", text).group(1))
+    assert best == max(r[2] for r in fused.values())
+    # the single rows are what evaluate() gives on a collection built the ordinary way (torch fp32)
+    ctx.monkeypatch.setenv("HSEARCH_CACHE", str(ctx.tmp / "cache"))
+    from hsearch.evaluate.beir import evaluate
+
+    for col_i, folder in enumerate((ctx.tmp / "fa" / "beir", ctx.tmp / "fb" / "beir")):
+        got = evaluate(folder, ["dense", "bm25"], model=str(ctx.model), precision="fp32", runtime="torch")
+        assert [singles["dense"][col_i], singles["bm25"][col_i]] == [round(got[m]["nDCG@10"], 4) for m in ("dense", "bm25")]
+
+
 # ------------------------------------------------------------------------------ sparse_ceiling.py
 
 
@@ -507,6 +543,7 @@ QUICK = {
                                           "--codecs", "float32,int8,float16", "--device", "cpu"], maxsim_check),
     "bench_sparse.py": Quick(lambda ctx: ["--docs", 2000, "--vocab", 5000, "--queries", 10, "--repeats", 1], sparse_check),
     "sweep_sparse_weight.py": Quick(sweep_args, sweep_check),
+    "sweep_fusion.py": Quick(fusion_sweep_args, fusion_sweep_check),
     "sparse_ceiling.py": Quick(ceiling_args, ceiling_check),
     "bench_qdrant_backend.py": Quick(qdrant_args, qdrant_check, needs=(("qdrant_edge", "qdrant-edge is not installed"),),
                                      in_process=qdrant_in_process),

@@ -12,6 +12,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def emit(report: str, out=None) -> None:
+    """Print a markdown report and append it to `out` (a path) when one is given."""
+    print(report)
+    if out:
+        with open(out, "a", encoding="utf-8") as f:
+            f.write(report + "\n")
+
+
 def commit_header() -> str:
     """One markdown line naming the commit the code was measured on. On a tree with uncommitted changes
     it says so and records them (`git diff --stat HEAD`, untracked files by name), so a report never
