@@ -24,32 +24,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.report import commit_header, emit  # noqa: E402
 
-from hsearch.evaluate.beir import MEASURES, eval_collection, load_beir, run_modes, score, weight_grid  # noqa: E402
+from hsearch.evaluate.beir import (  # noqa: E402
+    MEASURES,
+    eval_collection,
+    fusion_columns,
+    load_beir,
+    run_modes,
+    score,
+    weight_grid,
+)
 
 MODES = ("dense+sparse", "dense+colbert", "dense+bm25", "all", "dense+sparse+bm25", "all+bm25")
 SINGLE = ("dense", "sparse", "colbert", "bm25")
 FUSIONS = (("weighted", "none"), ("weighted", "minmax"), ("weighted", "dbsf"), ("rrf", "none"))
 
 
-def tables(col, data, mode: str) -> dict:
-    """{query id: (per-signal score matrix [documents, signals], document ids)} for every candidate of `mode`."""
+def tables(col, data, mode: str) -> tuple[tuple[str, ...], dict]:
+    """The mode's signals, and {query id: (per-signal score matrix [candidates, signals], document ids)} for
+    every candidate document of `mode`."""
     hits = run_modes(col, data.queries, [mode], k=100, keep_all=True)[mode]
     plan = col.plan(next(iter(data.queries.values())), mode)
     return plan.signals, {q: (np.array([[h.scores[s] for s in plan.signals] for h in hs], np.float64).reshape(len(hs), len(plan.signals)),
                               [h.id for h in hs]) for q, hs in hits.items()}
 
 
-def columns(signals, table: dict, fusion: str, norm: str) -> dict:
-    """Each query's candidates' signal scores as the fusion sees them: normalised, or 1/(60 + rank) for RRF."""
-    from hsearch.query.fusion import normalize, rrf
-
-    out = {}
-    for q, (m, ids) in table.items():
-        if fusion == "rrf":
-            out[q] = np.stack([rrf({s: m[:, i]}, 60) for i, s in enumerate(signals)], axis=1) if ids else m
-        else:
-            out[q] = np.stack([normalize(m[:, i], norm) for i in range(len(signals))], axis=1) if ids else m
-    return out
+def columns(table: dict, fusion: str, norm: str) -> dict:
+    """Each query's candidates' signal scores as the fusion adds them up (normalised, or 1/(60 + rank) for RRF)."""
+    return {q: fusion_columns(m, fusion, norm) for q, (m, _ids) in table.items()}
 
 
 def fuse(m: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -110,7 +111,7 @@ def main(argv=None):
             order[mode] = signals
             grid = np.array([[w[s] for s in signals] for w in weight_grid(signals)])
             for fusion, norm in FUSIONS:
-                cols = columns(signals, table, fusion, norm)
+                cols = columns(table, fusion, norm)
                 got = ndcg_grid(cols, table, data.qrels, grid)
                 kept[(name, mode, fusion, norm)] = (table, cols, data.qrels)
                 points = sweep.setdefault((mode, fusion, norm), {})

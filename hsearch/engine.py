@@ -22,7 +22,7 @@ from hsearch.errors import CollectionError, InputError, StaleSnapshot
 from hsearch.index.analyzers import check_name
 from hsearch.ingest.loaders import Document, LoadStats, load_path
 from hsearch.query.execute import execute
-from hsearch.query.plan import DEFAULT_WEIGHTS, Plan, make_plan, parse_where
+from hsearch.query.plan import DEFAULT_WEIGHTS, Plan, make_plan, model_weights, parse_where
 from hsearch.snapshot import Snapshot
 from hsearch.storage.manifest import MANIFEST, Manifest
 from hsearch.types import VIEWS, Hit
@@ -370,12 +370,12 @@ class Collection:
                "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
                "bytes": size, "heads": _heads(m.encoder), "config": m.config,
                # raw weighted sums use these unless --weights says otherwise (Collection.plan)
-               "default_weights": {**DEFAULT_WEIGHTS, **{s: w for s, w in (m.encoder.get("fusion_weights") or {}).items()
-                                                        if s != "minmax"}},
+               "default_weights": {**DEFAULT_WEIGHTS, **model_weights(m.encoder.get("fusion_weights"))},
                # runtime/precision of the writes so far (hsearch/encode/precision.py); [] before they were recorded
                "precisions": m.encoder.get("precisions") or []}
-        if (m.encoder.get("fusion_weights") or {}).get("minmax"):  # min-max fusion's, where the model has its own
-            out["default_weights_minmax"] = {**DEFAULT_WEIGHTS, **m.encoder["fusion_weights"]["minmax"]}
+        minmax = model_weights(m.encoder.get("fusion_weights"), normalize="minmax")
+        if minmax:  # min-max fusion's, where the model has its own
+            out["default_weights_minmax"] = {**DEFAULT_WEIGHTS, **minmax}
         if snap.bm25 is not None and snap.bm25.analyzer is not None:  # which word analyzer BM25 gave how many chunks
             out["bm25_analyzers"] = snap.bm25.counts()
         if snap.has_views:  # a long-context collection: how many chunks each view holds

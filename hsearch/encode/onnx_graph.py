@@ -3,21 +3,23 @@
 torch.onnx.export writes attention as a dozen small operators per layer (a `Where` over every score
 to apply the padding mask, an `IsNaN` guard, transposes); on this CPU they took about a third of the
 fp32 matrix products' time in a batch and as long as the int8 ones, and ONNX Runtime's transformer
-optimizer does not recognise them as attention. This module writes the graph from the weights instead, a layer as nine nodes in fp32: the
-Q/K/V product and its split, `MultiHeadAttention` (com.microsoft, with the key padding mask and the Q/K/V
-biases), the output product, `SkipLayerNormalization` (residual, bias and LayerNorm in one), the
-feed-forward products with `BiasGelu`, and a second `SkipLayerNormalization`. The caller checks it
-against torch like any export.
+optimizer does not recognise them as attention. This module writes the graph from the weights instead,
+a layer as nine nodes in fp32: the Q/K/V product and its split, `MultiHeadAttention` (com.microsoft,
+with the key padding mask and the Q/K/V biases), the output product, `SkipLayerNormalization`
+(residual, bias and LayerNorm in one), the feed-forward products with `BiasGelu`, and a second
+`SkipLayerNormalization`. The caller checks it against torch like any export.
 
-Two graphs come from one model (`build(..., int8=...)`):
-    fp32  MatMul on the float32 weights; equals torch within 2e-6 on e5-small.
-    int8  every product on int8 weights (symmetric, one scale per output channel) and uint8 activations
-          (one scale per tensor, as ONNX Runtime's dynamic quantisation), with the two fixes that keep it close to fp32 (benchmarks/RESULTS.md, "int8 that keeps its
-          quality"): the products fed by a LayerNorm (Q/K/V and the first feed-forward one) divide their
-          input by per-channel factors that move its outlier channels into the weights (SmoothQuant,
-          alpha 0.75, factors from `calibrate`); the product fed by the GELU quantises each row on its own
-          over 0..255, after adding GELU's lower bound (the shift comes back out through the bias). The
-          attention output product is plain dynamic int8 (per tensor); it costs nothing measurable.
+Two graphs come from one model:
+    fp32  `build(cfg, w)`: MatMul on the float32 weights; equals torch within 2e-6 on e5-small.
+    int8  `build(cfg, w, smooth=...)`: every product on int8 weights (symmetric, one scale per output
+          channel) and uint8 activations (one scale per tensor, as ONNX Runtime's dynamic quantisation),
+          with two fixes that keep it closer to fp32 (benchmarks/RESULTS.md, "Hand-written ONNX graphs"):
+          the products fed by a LayerNorm (Q/K/V and the first feed-forward one) divide their input by
+          per-channel factors that move its outlier channels into the weights (SmoothQuant, alpha 0.75,
+          factors from `calibrate`); the product fed by the GELU quantises each row on its own over
+          0..255, after adding GELU's lower bound (the shift comes back out through the bias). The
+          attention output product is plain dynamic int8 (per tensor): it lost least to plain int8 in
+          the comparison on training data that chose this recipe.
 Supported: BertModel, RobertaModel and XLMRobertaModel (post-LayerNorm, absolute positions, the exact
 (erf) GELU); `bert_weights` raises GraphError for anything else, and the caller keeps torch's export.
 On x86 CPUs without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in saturating 16-bit
@@ -146,9 +148,9 @@ def build(cfg: dict, w: dict, smooth: dict | None = None, taps: bool = False, we
         if name in smooth:
             x = node("Mul", [x, const(name + ".inv_s", 1 / smooth[name])], [out + ".smooth"])
             weight = weight * smooth[name][None, :]
-        top = 2 ** (weight_bits - 1) - 1
-        scale = (np.maximum(np.abs(weight).max(1), 1e-12) / top).astype(np.float32)  # per output channel
-        wq = np.clip(np.rint(weight / scale[:, None]), -top, top).astype(np.int8)
+        qmax = 2 ** (weight_bits - 1) - 1
+        scale = (np.maximum(np.abs(weight).max(1), 1e-12) / qmax).astype(np.float32)  # per output channel
+        wq = np.clip(np.rint(weight / scale[:, None]), -qmax, qmax).astype(np.int8)
         if not name.endswith("fo_w"):
             return node("DynamicQuantizeMatMul", [x, const(name + ".q8", wq.T), const(name + ".s8", scale),
                                                   const(name + ".z8", np.zeros(len(scale), np.int8))], [out],

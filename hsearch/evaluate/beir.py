@@ -201,6 +201,17 @@ def weight_grid(signals) -> list[dict[str, float]]:
     return out
 
 
+def fusion_columns(raw: np.ndarray, fusion: str, norm: str, rrf_k: int = 60) -> np.ndarray:
+    """Candidates' per-signal scores [candidates, signals] as a fusion adds them up: normalised over the
+    candidates, or 1/(rrf_k + rank) for RRF; a weighted sum of the columns is then the fused score."""
+    from hsearch.query.fusion import normalize, rrf
+
+    if not len(raw):
+        return raw
+    cols = [rrf({"s": raw[:, i]}, rrf_k) if fusion == "rrf" else normalize(raw[:, i], norm) for i in range(raw.shape[1])]
+    return np.stack(cols, axis=1)
+
+
 def sweep_weights(col, data: BeirData, mode: str, k: int = 100, **plan_options) -> dict:
     """Grid-search fusion weights of a fused `mode` on `data` (a dev/train split), by nDCG@10.
 
@@ -210,8 +221,6 @@ def sweep_weights(col, data: BeirData, mode: str, k: int = 100, **plan_options) 
     per query replaces a retrieval per point. Approximation: a document keeps the chunk the default
     weights chose, and normalisation spans documents rather than chunks.
     """
-    from hsearch.query.fusion import normalize, rrf
-
     plan = col.plan(next(iter(data.queries.values())), mode, k=k, **plan_options)
     if plan.doc_score != "maxp":  # hits carry the best passage's signal scores, which this re-fuses
         raise InputError(f"--sweep-weights tunes the signal weights of passages (doc_score maxp), not of {mode!r} "
@@ -221,11 +230,8 @@ def sweep_weights(col, data: BeirData, mode: str, k: int = 100, **plan_options) 
     hits = run_modes(col, data.queries, [mode], k=k, keep_all=True, **plan_options)[mode]
     tables = {}
     for q, hs in hits.items():
-        cols = []
-        for s in plan.signals:
-            x = np.array([h.scores[s] for h in hs], dtype=np.float64)
-            cols.append(rrf({s: x}, plan.rrf_k) if plan.fusion == "rrf" else normalize(x, plan.normalize))
-        tables[q] = (np.stack(cols, axis=1) if hs else np.zeros((0, len(cols))), [h.id for h in hs])
+        raw = np.array([[h.scores[s] for s in plan.signals] for h in hs], np.float64).reshape(len(hs), len(plan.signals))
+        tables[q] = (fusion_columns(raw, plan.fusion, plan.normalize, plan.rrf_k), [h.id for h in hs])
     best, best_score, grid = None, -1.0, weight_grid(plan.signals)
     for w in grid:
         vec = np.array([w[s] for s in plan.signals])

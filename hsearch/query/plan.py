@@ -122,6 +122,17 @@ def parse_where(items) -> tuple:
     return tuple(out)
 
 
+def model_weights(recorded: dict | None, fusion: str = "weighted", normalize: str = "none") -> dict | None:
+    """The part of a model's fusion weights (its fusion.json as a collection records it: signal entries for raw
+    weighted sums, a "minmax" entry for min-max fusion) that applies to this fusion; None where none does."""
+    recorded = recorded or {}
+    if fusion == "weighted" and normalize == "minmax":
+        return recorded.get("minmax")
+    if fusion == "weighted" and normalize == "none":
+        return {s: w for s, w in recorded.items() if s in SIGNALS}
+    return None
+
+
 def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 100, fusion: str = "weighted",
               weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
               where=(), colbert_depth: int = 200, doc_score: str | None = None, whole_weight: float = 0.5,
@@ -152,13 +163,7 @@ def make_plan(query: str, mode: str = "dense+sparse", k: int = 10, depth: int = 
         normalize = "minmax" if "bm25" in signals and len(signals) > 1 else "none"
     if normalize not in NORMALIZERS:
         raise InputError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZERS)}")
-    model = default_weights or {}
-    if fusion == "weighted" and normalize == "minmax":
-        default_weights = model.get("minmax")
-    elif fusion == "weighted" and normalize == "none":
-        default_weights = {s: w for s, w in model.items() if s in SIGNALS}
-    else:
-        default_weights = None
+    default_weights = model_weights(default_weights, fusion, normalize)
     w = weights if isinstance(weights, dict) else parse_weights(weights, signals, default_weights)
     w = {**DEFAULT_WEIGHTS, **(default_weights or {}), **w}
     first = tuple(s for s in signals if s in FIRST_STAGE)
