@@ -101,7 +101,7 @@ def test_the_int8_graph_stays_close_to_fp32_on_the_bundled_model(tmp_path, bits)
     m = mask[..., None].astype(np.float32)
     pa, pb = (a * m).sum(1), (b * m).sum(1)
     cos = (pa * pb).sum(1) / np.linalg.norm(pa, axis=1) / np.linalg.norm(pb, axis=1)
-    assert cos.min() > 0.999  # plain dynamic int8 (one scale per tensor) measured 0.994-0.997 on SciFact texts
+    assert cos.min() > 0.999  # plain dynamic int8 (one scale per tensor) stayed below 0.998 on SciFact train texts
     real = mask.astype(bool)
     tok = (a * b).sum(-1)[real] / np.linalg.norm(a, axis=-1)[real] / np.linalg.norm(b, axis=-1)[real]
     assert tok.mean() > 0.998

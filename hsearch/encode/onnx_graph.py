@@ -1,9 +1,9 @@
 """Write the ONNX graph of a BERT-family encoder by hand, with ONNX Runtime's fused operators.
 
 torch.onnx.export writes attention as a dozen small operators per layer (a `Where` over every score
-to apply the padding mask, an `IsNaN` guard, transposes); on this CPU they took about a third of the
-fp32 matrix products' time in a batch and as long as the int8 ones, and ONNX Runtime's transformer
-optimizer does not recognise them as attention. This module writes the graph from the weights instead,
+to apply the padding mask, an `IsNaN` guard, transposes); on this CPU they took a large share of a
+batch's time next to the matrix products, and ONNX Runtime's transformer optimizer does not recognise
+them as attention. This module writes the graph from the weights instead,
 a layer as nine nodes in fp32: the Q/K/V product and its split, `MultiHeadAttention` (com.microsoft,
 with the key padding mask and the Q/K/V biases), the output product, `SkipLayerNormalization`
 (residual, bias and LayerNorm in one), the feed-forward products with `BiasGelu`, and a second
