@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.report import commit_header  # noqa: E402
 
 from hsearch.evaluate.beir import evaluate, load_beir, score  # noqa: E402
+from hsearch.index import multivector  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 DEFAULT = [DATASETS / "scifact", DATASETS / "cranfield", DATASETS / "xquad-r" / "en", DATASETS / "xquad-r" / "de"]
@@ -105,6 +106,9 @@ def main(argv=None):
                     "(default: the collection's, then the planner's)")
     ap.add_argument("--normalize", default=None, choices=["none", "minmax", "dbsf"],
                     help="score normalisation of every fused mode (default: the planner's)")
+    ap.add_argument("--maxsim", default="int8", help="comma-separated MaxSim kernels for int8 token vectors on "
+                    "the CPU: int8 (integer products, the query rounded to int8: the default) and/or float (float32 "
+                    "products, as before); with both, every mode is scored with each and labelled")
     ap.add_argument("--quick", action="store_true", help="xquad-r en and de->en, first 20 queries")
     ap.add_argument("--out", default=None, help="markdown file to append the table to (default: "
                     "benchmarks/RESULTS.md; --quick appends only when --out is given: a smoke run is no result)")
@@ -118,6 +122,9 @@ def main(argv=None):
     if a.quick:
         datasets, cross, a.limit_queries = QUICK, QUICK_CROSS, a.limit_queries or 20
     modes = [m for m in a.modes.split(",") if m]
+    kernels = [k for k in a.maxsim.split(",") if k]
+    if not kernels or set(kernels) - {"int8", "float"}:
+        ap.error(f"--maxsim takes int8 and/or float, got {a.maxsim!r}")
     given = dict(item.split("=", 1) for item in a.collection)
     collections = {Path(d).resolve(): Path(c) for d, c in given.items()}
     rows, notes = [], []
@@ -128,11 +135,14 @@ def main(argv=None):
             print(f"{name}: hsearch {','.join(modes)} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             col = collections.get(folder.resolve())
-            result = evaluate(folder, modes, model=None if col else a.model, split=a.split, k=a.k,
-                              limit_queries=a.limit_queries, collection_dir=col, weights=a.weights,
-                              normalize=a.normalize)
+            for kernel in kernels:
+                multivector.INT8_PRODUCTS = kernel == "int8"
+                result = evaluate(folder, modes, model=None if col else a.model, split=a.split, k=a.k,
+                                  limit_queries=a.limit_queries, collection_dir=col, weights=a.weights,
+                                  normalize=a.normalize)
+                label = f" [maxsim {kernel}]" if len(kernels) > 1 else ""
+                rows += [(name, f"hsearch {m}{label}", r) for m, r in result.items()]
             notes.append(f"{name}: hsearch {time.perf_counter() - t0:.1f}s (index build or re-sync + all modes)")
-            rows += [(name, f"hsearch {m}", r) for m, r in result.items()]
             if not a.no_bm25s:
                 t0 = time.perf_counter()
                 peer = bm25s_scores(folder, a.split, a.limit_queries, a.k)
@@ -140,7 +150,8 @@ def main(argv=None):
                     rows.append((name, "bm25s", peer))
                     notes.append(f"{name}: bm25s {time.perf_counter() - t0:.1f}s")
     n = f"first {a.limit_queries} queries" if a.limit_queries else "all queries"
-    fused = "".join(f" {k}={v}" for k, v in (("weights", a.weights), ("normalize", a.normalize)) if v)
+    fused = "".join(f" {k}={v}" for k, v in (("weights", a.weights), ("normalize", a.normalize),
+                                              ("maxsim", a.maxsim if a.maxsim != "int8" else None)) if v)
     head = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} model={a.model} split={a.split} k={a.k} ({n}){fused}\n\n"
             + commit_header() + "\n")
     report = head + "\n" + table(rows) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"

@@ -88,12 +88,14 @@ def cells(line):
 
 
 def quality_args(ctx):
-    return ["--datasets", ctx.beir(), "--model", ctx.model, "--modes", "bm25,dense,all", "--out", ctx.report("q.md")]
+    return ["--datasets", ctx.beir(), "--model", ctx.model, "--modes", "bm25,dense,all", "--maxsim", "int8,float",
+            "--out", ctx.report("q.md")]
 
 
 def quality_check(ctx, stdout):
-    rows = {c[1]: c for c in map(cells, (ctx.tmp / "q.md").read_text().splitlines()) if c[0] == "beir"}
-    assert {"hsearch bm25", "hsearch dense", "hsearch all"} <= set(rows), rows
+    rows = {c[1].removesuffix(" [maxsim int8]"): c for c in map(cells, (ctx.tmp / "q.md").read_text().splitlines())
+            if c[0] == "beir"}
+    assert {"hsearch bm25", "hsearch dense", "hsearch all", "hsearch all [maxsim float]"} <= set(rows), rows
     # each row is evaluate()'s result on the same cached collection, printed to 4 decimals
     ctx.monkeypatch.setenv("HSEARCH_CACHE", str(ctx.tmp / "cache"))
     from hsearch.evaluate.beir import evaluate

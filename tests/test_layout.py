@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # a layer may import from layers to its right only; nothing imports `testing` (the test doubles)
-ORDER = ["testing", "cli", "server", "integrations", "train", "evaluate", "engine", "writer", "merge", "snapshot", "query", "backends", "ingest", "encode", "index", "storage",
+ORDER = ["testing", "cli", "server", "integrations", "train", "evaluate", "engine", "writer", "merge", "snapshot", "query", "backends", "ingest", "encode", "index", "storage", "hardware",
          "config", "errors", "types"]
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hsearch.errors import CollectionError, InputError
-from hsearch.index.maxsim import maxsim, maxsim_numpy, maxsim_reference, use_torch
+from hsearch.index.maxsim import maxsim, maxsim_int8, maxsim_numpy, maxsim_reference, quantize_query, use_torch
 from hsearch.index.mv_codecs import Int8Codec, get_codec
 from hsearch.index.multivector import open_multivector, write_multivector
 
@@ -42,6 +42,14 @@ def synthetic(rng, n_docs, dim, n_queries=5, nq=16, n_centers=64):
 def flat(docs):
     offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
     return np.concatenate(docs), offsets
+
+
+def rounding_bound(q, docs, bits=8):
+    """How far maxsim_int8 may be from float MaxSim on the same documents: the query's rounding moves
+    <q_i, p> by at most (scale_i / 2) * |p|_1, so each max and their mean by at most the mean of that."""
+    scale = np.abs(q).max(axis=1) / (2 ** (bits - 1) - 1)
+    l1 = max((np.abs(d).sum(axis=1).max() for d in docs if len(d)), default=0.0)
+    return float((scale / 2 * l1).mean()) + 1e-6
 
 
 def overlap_at(k, ref, got):
@@ -94,6 +102,51 @@ def test_maxsim_int8_scales_and_empty_docs():
         maxsim(q, x, off[:-1])  # offsets do not cover the tokens
 
 
+@pytest.mark.parametrize("bits", [8, 7])
+def test_maxsim_int8_is_exact_integer_arithmetic(bits):
+    """maxsim_int8 equals float MaxSim of the rounded query against the decoded codes (the products are
+    exact integers), stays within the rounding bound of the float query, gives empty documents 0, and
+    scores a document the same bit for bit whatever else is scored and however the work is cut."""
+    rng = np.random.default_rng(bits)
+    dim = 64
+    docs = random_docs(rng, 23, dim)
+    docs[4], docs[11] = docs[4][:0], docs[11][:1]
+    x, off = flat(docs)
+    enc = Int8Codec(dim).encode(x)
+    dec = Int8Codec(dim).decode(enc)
+    decoded = [dec[off[i]:off[i + 1]] for i in range(len(docs))]
+    q = unit(rng.standard_normal((6, dim)))
+    got = maxsim_int8(q, enc["codes"], enc["scales"], off[:-1], off[1:], bits=bits)
+    qc, qs = quantize_query(q, bits)
+    assert np.abs(qc).max() == 2 ** (bits - 1) - 1
+    np.testing.assert_allclose(got, maxsim_reference(qc * qs[:, None], decoded), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(got, maxsim_reference(q, decoded), atol=rounding_bound(q, decoded, bits), rtol=0)
+    assert got[4] == 0 and got.dtype == np.float32
+    # other documents, another order, one document per call: the same bits
+    pick = np.array([17, 3, 11, 3, 0])
+    alone = maxsim_int8(q, enc["codes"], enc["scales"], off[pick], off[pick + 1], chunk_rows=1, bits=bits)
+    np.testing.assert_array_equal(alone, got[pick])
+    assert maxsim_int8(q, enc["codes"], enc["scales"], off[:0], off[:0]).shape == (0,)
+
+
+def test_maxsim_int8_extreme_codes_do_not_saturate():
+    """Every code at +-127 and a query at its largest: the sums a 16-bit pair add would clip (a CPU
+    without VNNI) come out exact at the 7 bits chosen there, and at 8 bits where VNNI adds in 32."""
+    dim = 256
+    codes = np.full((3, dim), 127, np.int8)
+    codes[1] = -127
+    codes[2, ::2] = -127
+    scales = np.ones(3, np.float32)
+    q = np.ones((1, dim), np.float32)
+    for bits in (7, 8):
+        top = 2 ** (bits - 1) - 1
+        got = maxsim_int8(q, codes, scales, np.arange(3), np.arange(1, 4), bits=bits)
+        if bits == 8 and not __import__("hsearch.hardware").hardware.cpu_has_vnni():
+            continue  # the 8-bit query is never used there
+        # a clipped pair sum would be off by a third or more; float32 scaling by 1/top is off by 1e-7
+        np.testing.assert_allclose(got, np.array([127 * dim, -127 * dim, 0], np.float32), rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("max_elements", [1, 64 * 7, 1 << 21])
 def test_maxsim_numpy_matches_reference_and_torch(max_elements):
     """The CPU query path's kernel (no torch import): empty documents, chunks cutting anywhere."""
@@ -121,8 +174,9 @@ def test_reader_scores_the_same_on_numpy_and_torch(tmp_path, monkeypatch):
     on_torch = open_multivector(tmp_path / "s", device="cpu").score(q, ids)
     assert not use_torch(None) or torch.cuda.is_available() or __import__("os").path.exists("/dev/nvidia0")
     monkeypatch.setattr(mv, "use_torch", lambda device: False)
-    on_numpy = open_multivector(tmp_path / "s").score(q, ids)
-    np.testing.assert_allclose(on_numpy, on_torch, atol=1e-5)
+    r = open_multivector(tmp_path / "s")
+    on_numpy = r.score(q, ids)  # the int8 kernel: the query is rounded too, within its bound
+    np.testing.assert_allclose(on_numpy, on_torch, atol=rounding_bound(q, r.tokens(ids)), rtol=0)
     assert on_numpy[2] == 0 and on_numpy[1] == on_numpy[5] and on_numpy[0] > 0
 
 
@@ -301,7 +355,8 @@ def test_pq_fallback_and_write_errors(tmp_path):
     meta = write_multivector(tmp_path / "p", ids, docs, "pq")  # ~200 tokens < 4096 default minimum
     assert meta["codec"] == "int8" and "int8" in meta["note"]
     r = open_multivector(tmp_path / "p")
-    np.testing.assert_allclose(r.score(docs[0], ids), maxsim_reference(docs[0], r.tokens(ids)), atol=1e-5)
+    np.testing.assert_allclose(r.score(docs[0], ids), maxsim_reference(docs[0], r.tokens(ids)),
+                               atol=rounding_bound(docs[0], r.tokens(ids)), rtol=0)
     with pytest.raises(InputError):
         write_multivector(tmp_path / "d", np.array([1, 1]), docs[:2])  # duplicate ids
     with pytest.raises(InputError):

@@ -2,8 +2,15 @@
 
 `maxsim` is the batched torch kernel (CUDA when available, else CPU, same code); `maxsim_numpy` the
 same computation in numpy, which a CPU-only query process uses so that it never imports torch (about a
-second of a cold query; `use_torch` decides); `maxsim_reference` is a deliberately plain numpy loop
-used as the test oracle.
+second of a cold query; `use_torch` decides); `maxsim_int8` scores int8 codes without converting them
+to floats (below); `maxsim_reference` is a deliberately plain numpy loop used as the test oracle.
+
+`maxsim_int8` (the CPU path of the int8 codec): the query's token vectors are quantised too, per row,
+symmetric, and the products are exact integer dot products (ONNX Runtime's MatMulInteger, whose u8 x s8
+kernels use VNNI where the CPU has it); the per-token scales of both sides multiply afterwards:
+<q, p> ~= sq * sp * <cq, cp>. Integer sums are exact, so a document's score does not depend on the
+documents scored beside it. The query's rounding is the one new error (the documents' codes are
+already int8); its nDCG cost is measured in benchmarks/RESULTS.md.
 
 Kernel layout: the candidate documents' token vectors are one flat (T, d) tensor with per-document
 `offsets` (n+1,), like a CSR matrix. One matmul gives the (T, nq) similarity matrix; a segment-max
@@ -24,10 +31,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from hsearch.index.kernels import ranges
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["maxsim", "maxsim_numpy", "maxsim_reference", "resolve_device", "use_torch"]
+__all__ = ["maxsim", "maxsim_int8", "maxsim_numpy", "maxsim_reference", "resolve_device", "use_torch"]
 
 # Decoded floats per chunk (T_chunk * d). On CPU small chunks that stay in cache are ~2.5x faster
 # than one big pass (measured 1000 docs x 300 tokens x 128 dims: 2**21 -> 24 ms, 2**25 -> 63 ms);
@@ -86,6 +95,100 @@ def maxsim_numpy(query: np.ndarray, doc_tokens: np.ndarray, offsets: np.ndarray,
         full = np.flatnonzero(lengths > 0)
         best = np.maximum.reduceat(sim, (off[d0:d1][full] - t0), axis=0)  # one row per non-empty document
         out[d0 + full] = best.mean(axis=1)
+    return out
+
+
+# Rows of codes per MatMulInteger call: ~1.5 MiB of 384-dim codes, converted in cache and multiplied
+# there (a longer document gets a call of its own).
+_INT8_CHUNK_ROWS = 4096
+_INT8_SESSIONS: dict = {}
+
+
+def _int8_session():
+    """ONNX Runtime session computing float32 (t, nq) = MatMulInteger(A - 128, B) * S, built once per
+    process: A the documents' codes as uint8 (int8 + 128: ORT's fast kernels take unsigned activations),
+    B the quantised query (d, nq), S the documents' per-row scales (t, 1). Threads: OMP_NUM_THREADS
+    when set (as faiss and BLAS read it), else ONNX Runtime's default."""
+    import os
+
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    sess = _INT8_SESSIONS.get(threads)
+    if sess is None:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        nodes = [helper.make_node("MatMulInteger", ["A", "B", "a_zero"], ["Y"]),
+                 helper.make_node("Cast", ["Y"], ["Yf"], to=TensorProto.FLOAT),
+                 helper.make_node("Mul", ["Yf", "S"], ["out"])]
+        graph = helper.make_graph(
+            nodes, "maxsim_int8",
+            [helper.make_tensor_value_info("A", TensorProto.UINT8, ["t", "d"]),
+             helper.make_tensor_value_info("B", TensorProto.INT8, ["d", "nq"]),
+             helper.make_tensor_value_info("S", TensorProto.FLOAT, ["t", 1])],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["t", "nq"])],
+            initializer=[helper.make_tensor("a_zero", TensorProto.UINT8, [], [128])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        if threads > 0:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        _INT8_SESSIONS[threads] = sess
+    return sess
+
+
+def quantize_query(query: np.ndarray, bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 codes (nq, d), float32 scales (nq,)): per-row symmetric, |code| <= 2**(bits-1) - 1. bits
+    defaults to 8 where int8 products add in 32 bits (VNNI), else 7: without VNNI ORT's u8 x s8 kernel
+    adds pairs of products in 16 bits, and 255 * 127 * 2 would saturate them (255 * 63 * 2 does not)."""
+    if bits is None:
+        from hsearch.hardware import cpu_has_vnni
+
+        bits = 8 if cpu_has_vnni() else 7
+    top = float(2 ** (bits - 1) - 1)
+    q = np.asarray(query, np.float32)
+    scale = np.abs(q).max(axis=1) / np.float32(top)
+    div = np.where(scale > 0, scale, np.float32(1.0))
+    codes = np.clip(np.rint(q / div[:, None]), -top, top).astype(np.int8)
+    return codes, scale.astype(np.float32)
+
+
+def maxsim_int8(query: np.ndarray, codes: np.ndarray, scales: np.ndarray, starts: np.ndarray,
+                ends: np.ndarray, chunk_rows: int = _INT8_CHUNK_ROWS, bits: int | None = None) -> np.ndarray:
+    """MaxSim of `query` (nq, d) float32 against documents stored as int8 `codes` (T, d) with per-row
+    `scales` (T,): document i is rows starts[i]:ends[i] (they may be anywhere: the rows are gathered a
+    chunk at a time, so a memory map is read once and no copy of all candidates is made). float32 (n,);
+    a document with no rows scores 0. See the module docstring for the arithmetic."""
+    q = np.asarray(query, np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+    n = len(starts)
+    out = np.zeros(n, np.float32)
+    full = np.flatnonzero(ends > starts)
+    if not len(full):
+        return out
+    qc, qs = quantize_query(q, bits)
+    qT = np.ascontiguousarray(qc.T)
+    session = _int8_session()
+    u8 = np.asarray(codes).view(np.uint8)
+    sc = np.asarray(scales)
+    lengths = ends[full] - starts[full]
+    cum = np.concatenate([[0], np.cumsum(lengths)])
+    best = np.zeros((len(full), q.shape[0]), np.float32)
+    i0 = 0
+    while i0 < len(full):
+        i1 = min(max(int(np.searchsorted(cum, cum[i0] + chunk_rows, side="right")) - 1, i0 + 1), len(full))
+        docs = full[i0:i1]
+        rows = ranges(starts[docs], ends[docs])
+        a = np.take(u8, rows, axis=0)
+        np.bitwise_xor(a, np.uint8(0x80), out=a)  # int8 -> uint8 + 128, the zero point the graph removes
+        s = np.asarray(sc[rows], np.float32)[:, None]
+        sim = session.run(None, {"A": a, "B": qT, "S": s})[0]
+        best[i0:i1] = np.maximum.reduceat(sim, cum[i0:i1] - cum[i0], axis=0)
+        i0 = i1
+    out[full] = (best * qs).mean(axis=1)
     return out
 
 

@@ -4,8 +4,8 @@ Each document (chunk id, int64) owns a (n_tokens >= 1, dim) float32 matrix of L2
 vectors. `write_multivector` concatenates all documents once (sorted by id), encodes them once with
 a codec (`hsearch/index/mv_codecs.py`) and writes memory-mappable `.npy` files plus a JSON meta into
 one immutable segment folder; `open_multivector` memory-maps them and returns a `MultiVectorReader`
-whose `score` runs the MaxSim kernel of `hsearch.index.maxsim` (codes travel to the device; decoding
-happens there).
+whose `score` runs the MaxSim kernels of `hsearch.index.maxsim`: on a CPU, int8 codes are multiplied as
+integers (`maxsim_int8`); on a GPU, codes travel to the device and are decoded there.
 
 Files (all prefixed `mv_` so the store can share a segment folder with other stores):
     mv_meta.json      format, version, codec, dim, n_docs, n_tokens, bytes_per_token, codec params
@@ -29,7 +29,7 @@ import numpy as np
 
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.kernels import ranges
-from hsearch.index.maxsim import maxsim, maxsim_numpy, resolve_device, use_torch
+from hsearch.index.maxsim import maxsim, maxsim_int8, maxsim_numpy, resolve_device, use_torch
 from hsearch.index.mv_codecs import codec_files, get_codec
 from hsearch.storage import arrays
 
@@ -37,6 +37,10 @@ if TYPE_CHECKING:  # torch is imported where MaxSim runs: opening a collection m
     import torch
 
 __all__ = ["write_multivector", "merge_multivector", "open_multivector", "MultiVectorReader"]
+
+# On a CPU, int8 codes are scored by integer products (maxsim_int8, the query rounded to int8 as well);
+# False scores them in float32 as before, which benchmarks/quality.py --maxsim float compares against.
+INT8_PRODUCTS = True
 
 FORMAT = "hsearch.multivector"
 VERSION = 1
@@ -294,8 +298,10 @@ class MultiVectorReader:
         return out
 
     def _score_rows_numpy(self, q: np.ndarray, rows: np.ndarray, max_tokens: int) -> np.ndarray:
-        out = np.zeros(len(rows), np.float32)
         off = np.asarray(self.offsets)
+        if self.codec_name == "int8" and INT8_PRODUCTS:  # integer products on the codes, gathered in chunks
+            return maxsim_int8(q, self.codes["codes"], self.codes["scales"], off[rows], off[rows + 1])
+        out = np.zeros(len(rows), np.float32)
         cum = np.concatenate([[0], np.cumsum(off[rows + 1] - off[rows])])
         r0 = 0
         while r0 < len(rows):
