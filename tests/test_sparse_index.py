@@ -99,6 +99,7 @@ def forced_pruning(dense=4):
     """Pruning for any segment and k, with a small sample and few seeds so every step does work;
     `dense` sets which terms use dense columns (0: none, a huge value: all)."""
     with mock.patch.multiple(sparse_module, _PRUNE_MIN_POSTINGS=0, _PRUNE_MIN_POSTINGS_PER_DOC=0,
+                             _PRUNE_MIN_DOCS=0, _PRUNE_MIN_DOCS_PER_K=0,
                              _PRUNE_MAX_K=10**9, _SAMPLE=4, _SAMPLE_K=1, _SEEDS=2, _SEEDS_K=1, _FINAL=0,
                              _DENSE=dense):
         yield

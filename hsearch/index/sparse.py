@@ -64,6 +64,11 @@ _OPTIONAL = ("term_max",)  # segments written before it lack it; the reader deri
 # below ~30k query postings (10k-100k docs) or below ~n_docs / 3 postings (100k docs).
 _PRUNE_MIN_POSTINGS = 30_000
 _PRUNE_MIN_POSTINGS_PER_DOC = 1 / 3
+# ... and only in segments of at least 20k docs and 500 * k docs: below that, pruning's fixed cost is
+# not repaid (benchmarks/RESULTS.md, "Sparse pruning: from which segment size it pays"; on SciFact's
+# 6k chunks exhaustive scoring is the faster one, see its sparse store call there).
+_PRUNE_MIN_DOCS = 20_000
+_PRUNE_MIN_DOCS_PER_K = 500
 _PRUNE_MAX_K = 256        # larger k: scoring 4k seeds and k survivors costs what pruning saves
 _SAMPLE = 64              # the first n_docs / _SAMPLE docs are scored exhaustively for theta ...
 _SAMPLE_K = 64            # ... but at least _SAMPLE_K * k docs
@@ -255,8 +260,9 @@ class SparseReader:
         lo, hi = self._tp[at], self._tp[at + 1]
         found = None
         postings = int((hi - lo).sum())
+        n = len(self._ids)
         if (prune and k <= _PRUNE_MAX_K and postings >= _PRUNE_MIN_POSTINGS
-                and postings >= _PRUNE_MIN_POSTINGS_PER_DOC * len(self._ids)):
+                and postings >= _PRUNE_MIN_POSTINGS_PER_DOC * n and n >= max(_PRUNE_MIN_DOCS, _PRUNE_MIN_DOCS_PER_K * k)):
             found = self._search_pruned(qt, qw, at, lo, hi, k, allow)
         if found is None:
             found = self._search_exhaustive(qw, lo, hi, allow)
