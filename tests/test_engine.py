@@ -3,6 +3,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hsearch.config import CollectionConfig
 from hsearch.engine import open_collection
@@ -204,3 +206,15 @@ def test_ids_lists_live_documents_matching_where(tmp_path):
     col.add([{"id": "a", "text": "ants moved", "group": "x"}])  # a replaced document answers with its new fields
     col.delete(["c"])
     assert col.ids(["group=x"]) == ["a", "b"] and col.ids(["group=y"]) == [] and col.ids() == ["a", "b"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.text(alphabet="ab\u00e9", max_size=90), st.text(alphabet=" \n\t\u3000", max_size=300)),
+                max_size=30))
+def test_snippet_collapses_only_a_head_and_gives_the_whole_texts_cut(parts):
+    from hsearch.query.execute import SNIPPET_CHARS, _snippet
+
+    text = "".join(a + b for a, b in parts)
+    whole = " ".join(text.split())  # what a snippet was before: the whole text collapsed, then cut
+    want = whole if len(whole) <= SNIPPET_CHARS else whole[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " ..."
+    assert _snippet(text) == want
