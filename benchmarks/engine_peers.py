@@ -111,7 +111,6 @@ class FaissPeer(Peer):
     def build(self, corpus, folder):
         import faiss
 
-        faiss.cvar.distance_compute_blas_threshold = 20  # as hsearch sets it
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         d = corpus.dense.shape[1]
