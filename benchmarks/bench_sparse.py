@@ -6,7 +6,8 @@ Term ranks follow p(r) ~ 1 / (r + 1)^zipf, mapped to random token ids, so a few 
 lists covering most docs (the hard case for an exhaustive scorer). Weights are uniform in [0.01, 0.4],
 about the range BGE-M3's sparse head produces.
 
-Each query runs through the pruned search (MaxScore, the default) and the exhaustive one
+Each query runs through the default search (MaxScore pruning, where the segment is large enough; with
+--any-size always) and the exhaustive one
 (`prune=False`), alternating so both see the same machine load; the script first checks that both
 return identical top-k ids and float32 scores (exit status 1 otherwise), then reports median / p95
 latency of each (wall clock, and the thread's CPU time).
@@ -24,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.report import commit_header  # noqa: E402
 
+from hsearch.index import sparse  # noqa: E402
 from hsearch.index.sparse import open_sparse, write_sparse  # noqa: E402
 
 
@@ -54,7 +56,16 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quantize", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--any-size", action="store_true", help="lift the segment-size rule (_PRUNE_MIN_DOCS, "
+                    "_PRUNE_MIN_DOCS_PER_K), so the pruned column is MaxScore at any --docs and --k: how that rule "
+                    "was chosen")
     a = ap.parse_args(argv)
+    rule = f"segment-size rule: prune from {sparse._PRUNE_MIN_DOCS} docs and {sparse._PRUNE_MIN_DOCS_PER_K} * k"
+    if a.any_size:
+        sparse._PRUNE_MIN_DOCS = sparse._PRUNE_MIN_DOCS_PER_K = 0
+        rule += " (lifted by --any-size)"
+    elif a.docs < max(sparse._PRUNE_MIN_DOCS, sparse._PRUNE_MIN_DOCS_PER_K * a.k):
+        rule += f" (so the default search below is exhaustive at {a.docs} docs, k={a.k})"
 
     rng = np.random.default_rng(a.seed)
     draw = zipf_sampler(rng, a.vocab, a.zipf)
@@ -63,6 +74,7 @@ def main(argv=None):
     queries = make_texts(rng, draw, a.queries, a.query_terms)
     ids = rng.permutation(a.docs).astype(np.int64)
     print(commit_header() + "\n")
+    print(rule)
     print(f"generated {a.docs} docs ({sum(map(len, docs)) / max(a.docs, 1):.1f} terms/doc) "
           f"and {a.queries} queries in {time.perf_counter() - t0:.2f}s")
 

@@ -274,6 +274,7 @@ def sparse_check(ctx, out):
     postings, terms = map(int, re.search(r"\((\d+) postings, (\d+) terms,", out).groups())
     assert int(docs) == 2000 and abs(postings - 2000 * float(per_doc)) <= 2000 * 0.05 and 0 < terms <= 5000
     assert "pruned == exhaustive top-10 on 10/10 queries" in out
+    assert "(lifted by --any-size)" in out  # 2,000 docs: only so is the pruned column MaxScore
     med = {}
     for path, median, hits in re.findall(r"search top-10 +(\w+): median ([\d.]+) ms .*\(([\d.]+) hits/query\)", out):
         med[path] = float(median)
@@ -549,7 +550,8 @@ QUICK = {
     "bench_heads.py": Quick(lambda ctx: ["--quick", "--out", ctx.report("report.md")], heads_check),
     "bench_maxsim.py": Quick(lambda ctx: ["--candidates", 20, "--tokens", 16, "--dims", 32, "--nq", 4, "--repeats", 1,
                                           "--codecs", "float32,int8,float16", "--device", "cpu"], maxsim_check),
-    "bench_sparse.py": Quick(lambda ctx: ["--docs", 2000, "--vocab", 5000, "--queries", 10, "--repeats", 1], sparse_check),
+    "bench_sparse.py": Quick(lambda ctx: ["--docs", 2000, "--vocab", 5000, "--queries", 10, "--repeats", 1, "--any-size"],
+                             sparse_check),
     "sweep_sparse_weight.py": Quick(sweep_args, sweep_check),
     "sweep_fusion.py": Quick(fusion_sweep_args, fusion_sweep_check),
     "sparse_ceiling.py": Quick(ceiling_args, ceiling_check),
