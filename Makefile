@@ -26,8 +26,8 @@ setup-test: $(VENV)/.test-deps
 # Each query is a whole new process (imports, model, collection): `time` shows what a user waits for.
 demo: setup
 	$(BIN)/hsearch index examples/corpus --collection $(COL)
-	time $(BIN)/hsearch query "how much do cats sleep?" --collection $(COL) --mode dense+sparse -k 3
-	time $(BIN)/hsearch query "Wie lange schlafen Katzen?" --collection $(COL) --mode all -k 3 --explain
+	time $(BIN)/hsearch query "how much do cats sleep?" --collection $(COL) -k 3
+	time $(BIN)/hsearch query "Wie lange schlafen Katzen?" --collection $(COL) --mode dense+sparse -k 3 --explain
 
 # One warm process: the demo collection over HTTP on 127.0.0.1:8765 (search page at /, API docs at /docs).
 serve: setup

@@ -176,8 +176,9 @@ def delete(ids, collection):
 @main.command()
 @click.argument("text")
 @COLLECTION
-@click.option("--mode", default="dense+sparse", show_default=True,
-              help="dense, sparse, colbert, bm25 joined by '+', or 'all' (= dense+sparse+colbert).")
+@click.option("--mode", default=None,
+              help="dense, sparse, colbert, bm25 joined by '+', or 'all' (= dense+sparse+colbert). Default: all+bm25, "
+                   "less what the collection was built without (`hsearch info` shows it).")
 @click.option("--k", "-k", default=10, show_default=True, help="Documents to return.")
 @click.option("--depth", default=100, show_default=True, help="Candidates each first-stage signal retrieves.")
 @click.option("--ef-search", type=int, default=None,

@@ -3,7 +3,7 @@
     from hsearch import open_collection
     col = open_collection("./my-collection", create=True)    # bundled default model
     col.index("./corpus")
-    for hit in col.search("how do dogs play?", mode="dense+sparse", k=5):
+    for hit in col.search("how do dogs play?", k=5):  # every signal; or mode="dense+sparse", "bm25", ...
         print(hit.score, hit.id, hit.snippet)
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hsearch.errors import CollectionError, InputError, StaleSnapshot
 from hsearch.index.analyzers import check_name
 from hsearch.ingest.loaders import Document, LoadStats, load_path
 from hsearch.query.execute import execute
-from hsearch.query.plan import DEFAULT_WEIGHTS, Plan, make_plan, model_weights, parse_where
+from hsearch.query.plan import DEFAULT_WEIGHTS, Plan, default_mode, make_plan, model_weights, parse_where
 from hsearch.snapshot import Snapshot
 from hsearch.storage.manifest import MANIFEST, Manifest
 from hsearch.types import VIEWS, Hit
@@ -307,8 +307,14 @@ class Collection:
         rows = set(snap.doc_rows(chunks[snap.live(chunks)]).tolist())
         return sorted(doc_id for doc_id, (row, _hash, _source) in live.items() if row in rows)
 
-    def plan(self, query: str, mode: str = "dense+sparse", k: int = 10, where=(), **options) -> Plan:
-        """The plan `search` would run, without running it (`describe()` prints it)."""
+    @property
+    def default_mode(self) -> str:
+        """The mode of a query that names none: plan.DEFAULT_MODE less what this collection was built without."""
+        return default_mode(colbert=self.config.store_colbert, bm25=self.config.bm25)
+
+    def plan(self, query: str, mode: str | None = None, k: int = 10, where=(), **options) -> Plan:
+        """The plan `search` would run, without running it (`describe()` prints it). mode None: `default_mode`."""
+        mode = self.default_mode if mode is None else mode
         if isinstance(where, (list, tuple)) and where and isinstance(where[0], str):
             where = parse_where(where)
         if options.get("doc_score") is None and not (isinstance(mode, str) and "@" in mode):
@@ -331,7 +337,7 @@ class Collection:
                              "this one has passages only: use maxp")
         return plan
 
-    def search(self, query: str, mode: str = "dense+sparse", k: int = 10, where=(), **options) -> list[Hit]:
+    def search(self, query: str, mode: str | None = None, k: int = 10, where=(), **options) -> list[Hit]:
         plan = self.plan(query, mode, k=k, where=where, **options)
         return self.run(plan)
 
@@ -368,7 +374,7 @@ class Collection:
         live_docs = snap.docs.live_docs(m.doc_segments, snap.dead_docs)
         out = {"collection": str(self.folder), "model": m.encoder.get("name"), "documents": len(live_docs),
                "chunks": snap.n_chunks, "segments": len(m.segments), "generation": m.generation,
-               "bytes": size, "heads": _heads(m.encoder), "config": m.config,
+               "bytes": size, "heads": _heads(m.encoder), "config": m.config, "default_mode": self.default_mode,
                # raw weighted sums use these unless --weights says otherwise (Collection.plan)
                "default_weights": {**DEFAULT_WEIGHTS, **model_weights(m.encoder.get("fusion_weights"))},
                # runtime/precision of the writes so far (hsearch/encode/precision.py); [] before they were recorded

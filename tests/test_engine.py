@@ -218,3 +218,24 @@ def test_snippet_collapses_only_a_head_and_gives_the_whole_texts_cut(parts):
     whole = " ".join(text.split())  # what a snippet was before: the whole text collapsed, then cut
     want = whole if len(whole) <= SNIPPET_CHARS else whole[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " ..."
     assert _snippet(text) == want
+
+
+def test_a_query_without_a_mode_runs_every_signal_the_collection_holds(tmp_path):
+    """The default mode is all+bm25 (min-max, the model's held-out weights), less the stores a collection was
+    built without; naming one that is missing is still refused."""
+    docs = [{"id": "a", "text": "dogs play fetch in the park"}, {"id": "b", "text": "cats sleep most of the day"}]
+    full = open_collection(tmp_path / "full", create=True, encoder=FakeEncoder())
+    full.add(docs)
+    plan = full.plan("dogs")
+    assert plan.signals == ("dense", "sparse", "colbert", "bm25") and plan.normalize == "minmax"
+    assert full.info()["default_mode"] == "dense+sparse+colbert+bm25"
+    assert ids(full.search("dogs", k=1)) == ids(full.search("dogs", mode="all+bm25", k=1)) == ["a"]
+    for flags, want in (({"store_colbert": False}, ("dense", "sparse", "bm25")),
+                        ({"bm25": False}, ("dense", "sparse", "colbert")),
+                        ({"store_colbert": False, "bm25": False}, ("dense", "sparse"))):
+        col = open_collection(tmp_path / "-".join(flags), create=True, encoder=FakeEncoder(),
+                              config=CollectionConfig(**flags))
+        col.add(docs)
+        assert col.plan("dogs").signals == want and col.search("cats", k=1)[0].id == "b"
+        with pytest.raises(InputError):
+            col.plan("dogs", "all+bm25")

@@ -62,7 +62,7 @@ def test_search_options_reach_the_collection(store, collection):
     for options in ({"mode": "dense"}, {"mode": "sparse+bm25", "fusion": "rrf"},
                     {"mode": "dense+sparse", "weights": {"dense": 1.0, "sparse": 0.0}}, {"where": ["year>2020"]}):
         got = store.similarity_search_with_score("dogs in the park", k=3, **options)
-        want = collection.search("dogs in the park", k=3, **{"mode": "dense+sparse", **options})
+        want = collection.search("dogs in the park", k=3, **options)  # no mode: the collection's default, as the store
         assert [(d.id, s) for d, s in got] == [(h.id, h.score) for h in want], options
     rrf = store.similarity_search_with_score("dogs in the park", k=1, mode="dense+bm25", fusion="rrf",
                                              weights={"dense": 1.0, "bm25": 1.0})

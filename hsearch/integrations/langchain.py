@@ -39,7 +39,7 @@ class HsearchVectorStore(VectorStore):
     `mode` and `search_options` (any `Collection.search` keyword) are the defaults of every search;
     a search's own keyword arguments override them."""
 
-    def __init__(self, collection: Collection | str | Path, *, mode: str = "dense+sparse", **search_options: Any):
+    def __init__(self, collection: Collection | str | Path, *, mode: str | None = None, **search_options: Any):
         self.collection = collection if isinstance(collection, Collection) else open_collection(collection, create=True)
         self.mode = mode
         self.search_options = search_options

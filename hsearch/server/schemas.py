@@ -21,8 +21,9 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The query text.")
-    mode: str = Field("dense+sparse", description="dense, sparse, colbert, bm25 joined by '+', or 'all'; "
-                      "a suffix @maxp|@whole|@both picks how a document scores.")
+    mode: str | None = Field(None, description="dense, sparse, colbert, bm25 joined by '+', or 'all'; "
+                             "a suffix @maxp|@whole|@both picks how a document scores. Default: all+bm25, less "
+                             "what the collection was built without.")
     k: int = Field(10, ge=1, le=MAX_K, description="Documents to return.")
     where: list[str] = Field([], max_length=64, description="Filters FIELD=VALUE, FIELD>N, path~GLOB (AND).")
     fusion: Literal["weighted", "rrf"] = "weighted"
