@@ -169,11 +169,13 @@ def cli(args) -> str:
     if not (col / "manifest.json").exists():
         subprocess.run([hsearch, "index", str(ROOT / "examples" / "corpus"), "-c", str(col), "-q", "-m", args.model],
                        check=True, env=env, capture_output=True)
-    query = [hsearch, "query", "how much do cats sleep?", "-c", str(col), "--mode", "dense+sparse", "-k", "3"]
+    default = [hsearch, "query", "how much do cats sleep?", "-c", str(col), "-k", "3"]  # all+bm25
+    query = default + ["--mode", "dense+sparse"]
     subprocess.run(query, check=True, env=env, capture_output=True)  # the first query exports if the index did not
     commands = {
-        "hsearch query (auto: onnx fp32)": (query, env),
-        "hsearch query (HSEARCH_RUNTIME=torch)": (query, {**env, "HSEARCH_RUNTIME": "torch"}),
+        "hsearch query, default mode (auto: onnx fp32)": (default, env),
+        "hsearch query --mode dense+sparse (auto: onnx fp32)": (query, env),
+        "hsearch query --mode dense+sparse (HSEARCH_RUNTIME=torch)": (query, {**env, "HSEARCH_RUNTIME": "torch"}),
         'python -c "import torch, transformers"': ([sys.executable, "-c", "import torch, transformers"], env),
         'python -c "import onnxruntime, tokenizers, faiss"': (
             [sys.executable, "-c", "import onnxruntime, tokenizers, faiss"], env),

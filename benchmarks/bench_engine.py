@@ -86,8 +86,15 @@ def run_synthetic(args, work: Path):
     folder = work / "hsearch"
     b.log("hsearch build")
     phases = build_hsearch(folder, [{"id": f"s{i:07d}", "text": t} for i, t in enumerate(texts)], enc, config)
-    sizes = store_sizes(folder)
     col = open_collection(folder, encoder=enc)
+    optimized = None
+    before = len(col.snapshot().segments)
+    if args.segments == 1 and before > 1:  # commits are cut by text size too (writer.MAX_COMMIT_CHARS)
+        b.log(f"hsearch optimize: {before} segments into one, as --segments 1 asks")
+        t0 = time.perf_counter()
+        col.optimize()
+        optimized = (before, time.perf_counter() - t0)
+    sizes = store_sizes(folder)
     kinds = sorted({s.stores["dense"].meta["kind"] for s in col.snapshot().segments})
     part_notes = {"dense": f"FAISS {'/'.join(kinds)} (HNSW: M=32, efConstruction=200, efSearch={EF_SEARCH})",
                   "colbert": f"{args.colbert_codec}, {args.colbert_dim} dims",
@@ -104,6 +111,9 @@ def run_synthetic(args, work: Path):
     b.index_rows.append(("hsearch", "**total, excluding encoding**", total - enc_s, sizes["total"],
                          f"{len(col.snapshot().segments)} segment(s), commit_every={commit_every}"))
     b.index_rows.append(("hsearch", "encode (synthetic)", enc_s, None, part_notes["encode"]))
+    if optimized:
+        b.index_rows.append(("hsearch", "optimize (not in the total)", optimized[1], None,
+                             f"the build's {optimized[0]} segments merged into {len(col.snapshot().segments)}"))
     b.log("reading the stored vectors back")
     corpus, doc_of = read_back(col)
     encs = enc.encode_queries(queries)
@@ -239,7 +249,8 @@ def main(argv=None):
     ap.add_argument("--colbert-tokens", type=int, default=48)
     ap.add_argument("--colbert-codec", default="int8")
     ap.add_argument("--dense-index", default="auto")
-    ap.add_argument("--segments", type=int, default=1, help="synthetic: commits (segments) the collection is built in")
+    ap.add_argument("--segments", type=int, default=1, help="synthetic: commits (segments) the collection is built in; "
+                    "1: also `optimize`d into one when commits were cut by text size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--encode-modes", default="dense,sparse,dense+sparse,all,dense+sparse+bm25",
                     help="--collection: hsearch modes also timed including query encoding")
