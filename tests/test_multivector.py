@@ -129,6 +129,17 @@ def test_maxsim_int8_is_exact_integer_arithmetic(bits):
     assert maxsim_int8(q, enc["codes"], enc["scales"], off[:0], off[:0]).shape == (0,)
 
 
+def test_maxsim_int8_graph_shipped_is_the_one_built():
+    """hsearch/data/maxsim_int8.onnx spares a query process the onnx import; it must be int8_graph()
+    (to regenerate: from hsearch.index.maxsim import INT8_GRAPH, int8_graph;
+    INT8_GRAPH.write_bytes(int8_graph().SerializeToString()))."""
+    import onnx
+
+    from hsearch.index.maxsim import INT8_GRAPH, int8_graph
+
+    assert onnx.load_from_string(INT8_GRAPH.read_bytes()) == int8_graph()
+
+
 def test_maxsim_int8_extreme_codes_do_not_saturate():
     """Every code at +-127 and a query at its largest: the sums a 16-bit pair add would clip (a CPU
     without VNNI) come out exact at the 7 bits chosen there, and at 8 bits where VNNI adds in 32."""

@@ -27,6 +27,7 @@ opening a collection for a dense-only query never loads it); `device=None` resol
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
@@ -102,38 +103,47 @@ def maxsim_numpy(query: np.ndarray, doc_tokens: np.ndarray, offsets: np.ndarray,
 # there (a longer document gets a call of its own).
 _INT8_CHUNK_ROWS = 4096
 _INT8_SESSIONS: dict = {}
+# int8_graph(), saved: a query process reads it instead of importing onnx (a third of a second of a cold
+# query); tests/test_multivector.py holds the two equal.
+INT8_GRAPH = Path(__file__).resolve().parents[1] / "data" / "maxsim_int8.onnx"
+
+
+def int8_graph():
+    """The ONNX model computing float32 (t, nq) = MatMulInteger(A - 128, B) * S: A the documents' codes as
+    uint8 (int8 + 128: ORT's fast kernels take unsigned activations), B the quantised query (d, nq), S the
+    documents' per-row scales (t, 1)."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("MatMulInteger", ["A", "B", "a_zero"], ["Y"]),
+             helper.make_node("Cast", ["Y"], ["Yf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["Yf", "S"], ["out"])]
+    graph = helper.make_graph(
+        nodes, "maxsim_int8",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, ["t", "d"]),
+         helper.make_tensor_value_info("B", TensorProto.INT8, ["d", "nq"]),
+         helper.make_tensor_value_info("S", TensorProto.FLOAT, ["t", 1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["t", "nq"])],
+        initializer=[helper.make_tensor("a_zero", TensorProto.UINT8, [], [128])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
 
 
 def _int8_session():
-    """ONNX Runtime session computing float32 (t, nq) = MatMulInteger(A - 128, B) * S, built once per
-    process: A the documents' codes as uint8 (int8 + 128: ORT's fast kernels take unsigned activations),
-    B the quantised query (d, nq), S the documents' per-row scales (t, 1). Threads: OMP_NUM_THREADS
-    when set (as faiss and BLAS read it), else ONNX Runtime's default."""
+    """The ONNX Runtime session of INT8_GRAPH, made once per process (per thread count). Threads:
+    OMP_NUM_THREADS when set (as faiss and BLAS read it), else ONNX Runtime's default."""
     import os
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     sess = _INT8_SESSIONS.get(threads)
     if sess is None:
         import onnxruntime as ort
-        from onnx import TensorProto, helper
 
-        nodes = [helper.make_node("MatMulInteger", ["A", "B", "a_zero"], ["Y"]),
-                 helper.make_node("Cast", ["Y"], ["Yf"], to=TensorProto.FLOAT),
-                 helper.make_node("Mul", ["Yf", "S"], ["out"])]
-        graph = helper.make_graph(
-            nodes, "maxsim_int8",
-            [helper.make_tensor_value_info("A", TensorProto.UINT8, ["t", "d"]),
-             helper.make_tensor_value_info("B", TensorProto.INT8, ["d", "nq"]),
-             helper.make_tensor_value_info("S", TensorProto.FLOAT, ["t", 1])],
-            [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["t", "nq"])],
-            initializer=[helper.make_tensor("a_zero", TensorProto.UINT8, [], [128])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
         options = ort.SessionOptions()
         if threads > 0:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(INT8_GRAPH.read_bytes(), options, providers=["CPUExecutionProvider"])
         _INT8_SESSIONS[threads] = sess
     return sess
 
