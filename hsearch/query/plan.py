@@ -21,7 +21,7 @@ DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4, "bm25": 0.4}
 # The mode a query runs when it names none: every signal, fused by min-max with the model's held-out weights.
 # Chosen on the held-out Debian sets (benchmarks/RESULTS.md, "Fusion weights for every signal"): nDCG@10 0.9092
 # there against 0.8863 for dense+sparse (the default before) and 0.9048 for MaxSim alone; on SciFact it costs
-# ~17 ms a query against ~1.5 ms, query encoding excluded ("The default mode", same file). A collection built
+# 18 ms a query against 1.9 ms, query encoding excluded ("The default mode", same file). A collection built
 # without multi-vectors or BM25 runs it without them (`default_mode`).
 DEFAULT_MODE = "all+bm25"
 DOC_SCORES = ("maxp", "whole", "both")
