@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 128  # hsearch's defaults (hsearch/index/dense.py)
+from hsearch.index.dense import EF_SEARCH
+
+# hsearch's defaults (hsearch/index/dense.py), so that the peers' HNSW graphs do the same work per query
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, EF_SEARCH
 RRF_K = 60
 WEIGHTS = (0.4, 0.2)  # hsearch's default dense / sparse weights (BGE-M3 README)
 
