@@ -103,8 +103,9 @@ def maxsim_numpy(query: np.ndarray, doc_tokens: np.ndarray, offsets: np.ndarray,
 # there (a longer document gets a call of its own).
 _INT8_CHUNK_ROWS = 4096
 _INT8_SESSIONS: dict = {}
-# int8_graph(), saved: a query process reads it instead of importing onnx (a third of a second of a cold
-# query); tests/test_multivector.py holds the two equal.
+# int8_graph(), saved: a query process reads it instead of importing onnx, which cost a cold default-mode
+# query about half a second (benchmarks/RESULTS.md, "Cold CLI query in the default mode"); a test in
+# tests/test_multivector.py holds the two equal.
 INT8_GRAPH = Path(__file__).resolve().parents[1] / "data" / "maxsim_int8.onnx"
 
 
