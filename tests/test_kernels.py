@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from hsearch.index.kernels import top_k, top_k_reference
+from hsearch.index.kernels import symmetric_int8, top_k, top_k_reference
 
 
 @settings(max_examples=200, deadline=None)
@@ -13,3 +13,15 @@ def test_top_k_by_id_matches_reference(pairs, k):
     scores = np.array([p[0] for p in pairs], np.float32)
     ids = np.array([p[1] for p in pairs], np.int64)
     np.testing.assert_array_equal(top_k(scores, k, ids), top_k_reference(scores, k, ids))
+
+
+def test_symmetric_int8_rows_round_to_their_own_scale():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 16)).astype(np.float32)
+    x[2] = 0  # a zero row: codes 0, whatever its (tiny) scale
+    for bits in (7, 8):
+        codes, scale = symmetric_int8(x, bits)
+        top = 2 ** (bits - 1) - 1
+        assert codes.dtype == np.int8 and scale.dtype == np.float32 and not codes[2].any()
+        assert (np.abs(codes).max(1)[[0, 1, 3, 4]] == top).all()  # each row's largest value on the largest code
+        assert (np.abs(codes * scale[:, None] - x) <= scale[:, None] / 2 + 1e-7).all()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from hsearch.errors import ModelError
+from hsearch.index.kernels import symmetric_int8
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17: older ONNX Runtimes refuse the newer IR that onnx would write by default
@@ -148,9 +149,7 @@ def build(cfg: dict, w: dict, smooth: dict | None = None, taps: bool = False, we
         if name in smooth:
             x = node("Mul", [x, const(name + ".inv_s", 1 / smooth[name])], [out + ".smooth"])
             weight = weight * smooth[name][None, :]
-        qmax = 2 ** (weight_bits - 1) - 1
-        scale = (np.maximum(np.abs(weight).max(1), 1e-12) / qmax).astype(np.float32)  # per output channel
-        wq = np.clip(np.rint(weight / scale[:, None]), -qmax, qmax).astype(np.int8)
+        wq, scale = symmetric_int8(weight, weight_bits)  # per output channel
         if not name.endswith("fo_w"):
             return node("DynamicQuantizeMatMul", [x, const(name + ".q8", wq.T), const(name + ".s8", scale),
                                                   const(name + ".z8", np.zeros(len(scale), np.int8))], [out],

@@ -29,8 +29,9 @@ KINDS = ("auto", "flat", "hnsw")
 
 def _faiss():
     # faiss-cpu's own distance_compute_blas_threshold is left as shipped: this store searches one query
-    # at a time, and lowering it (an earlier version set 20) sends that query down the BLAS path, 5x
-    # slower on a 6k-vector flat segment than faiss's own SIMD scan (ad hoc timing on this machine).
+    # at a time, and lowering it (an earlier version set 20) sends that query down the BLAS path, much
+    # slower than faiss's own scan (benchmarks/RESULTS.md, "Query path, session 10": faiss-flat alone on
+    # SciFact 0.73 ms with 20, 0.16 ms as shipped).
     import faiss
 
     return faiss

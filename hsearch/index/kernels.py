@@ -25,6 +25,15 @@ def top_k_reference(scores: np.ndarray, k: int, ids: np.ndarray | None = None) -
     return np.array(sorted(range(len(scores)), key=lambda i: (-scores[i], key[i]))[:max(k, 0)], np.int64)
 
 
+def symmetric_int8(x: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of x (n, d) as int8 codes |c| <= 2**(bits-1) - 1 and a float32 scale (n,), x ~= scale * c:
+    symmetric, the row's largest magnitude on the largest code (the int8 ONNX graph's weights per output
+    channel; the MaxSim query per token)."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = (np.maximum(np.abs(x).max(1), 1e-12) / qmax).astype(np.float32)
+    return np.clip(np.rint(x / scale[:, None]), -qmax, qmax).astype(np.int8), scale
+
+
 def ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Concatenation of arange(s, e) over the pairs, without a Python loop: the flat rows of a CSR
     layout's entries (a sparse document's terms, a multi-vector document's tokens)."""

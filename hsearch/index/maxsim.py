@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from hsearch.index.kernels import ranges
+from hsearch.index.kernels import ranges, symmetric_int8
 
 if TYPE_CHECKING:
     import torch
@@ -157,12 +157,7 @@ def quantize_query(query: np.ndarray, bits: int | None = None) -> tuple[np.ndarr
         from hsearch.hardware import cpu_has_vnni
 
         bits = 8 if cpu_has_vnni() else 7
-    top = float(2 ** (bits - 1) - 1)
-    q = np.asarray(query, np.float32)
-    scale = np.abs(q).max(axis=1) / np.float32(top)
-    div = np.where(scale > 0, scale, np.float32(1.0))
-    codes = np.clip(np.rint(q / div[:, None]), -top, top).astype(np.int8)
-    return codes, scale.astype(np.float32)
+    return symmetric_int8(np.asarray(query, np.float32), bits)
 
 
 def maxsim_int8(query: np.ndarray, codes: np.ndarray, scales: np.ndarray, starts: np.ndarray,
@@ -188,9 +183,7 @@ def maxsim_int8(query: np.ndarray, codes: np.ndarray, scales: np.ndarray, starts
     lengths = ends[full] - starts[full]
     cum = np.concatenate([[0], np.cumsum(lengths)])
     best = np.zeros((len(full), q.shape[0]), np.float32)
-    i0 = 0
-    while i0 < len(full):
-        i1 = min(max(int(np.searchsorted(cum, cum[i0] + chunk_rows, side="right")) - 1, i0 + 1), len(full))
+    for i0, i1 in _chunks(cum, chunk_rows):
         docs = full[i0:i1]
         rows = ranges(starts[docs], ends[docs])
         a = np.take(u8, rows, axis=0)
@@ -198,7 +191,6 @@ def maxsim_int8(query: np.ndarray, codes: np.ndarray, scales: np.ndarray, starts
         s = np.asarray(sc[rows], np.float32)[:, None]
         sim = session.run(None, {"A": a, "B": qT, "S": s})[0]
         best[i0:i1] = np.maximum.reduceat(sim, cum[i0:i1] - cum[i0], axis=0)
-        i0 = i1
     out[full] = (best * qs).mean(axis=1)
     return out
 
