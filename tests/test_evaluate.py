@@ -220,3 +220,37 @@ def test_collection_from_before_a_new_setting_still_opens_and_keeps_its_cache(be
     (folder / MANIFEST).write_text(json.dumps(data))
     assert evaluate(beir, ["bm25"], model=str(tiny_bgem3)) == first
     assert list((cache / "eval").iterdir()) == [folder]
+
+
+def test_weight_sweep_is_exact_for_documents_of_several_chunks(tmp_path, tiny_bgem3):
+    """`grid_ndcg` over `chunk_tables` scores every weight point as the engine ranks with those weights, when
+    documents are cut into several passages (a document is its best chunk under each point's weights)."""
+    import numpy as np
+
+    from hsearch.config import CollectionConfig
+    from hsearch.engine import open_collection
+    from hsearch.evaluate.beir import chunk_tables, eval_collection, fusion_columns, grid_ndcg
+
+    root = tmp_path / "long-beir"
+    (root / "qrels").mkdir(parents=True)
+    texts = list(DOCS.values())  # each document: its own text among two others (tied chunks), and words of its own
+    docs = {n: " ".join([texts[(i + 3) % len(texts)], f"{n} notes {i}", DOCS[n], f"more on {n} {i}", texts[(i + 7) % len(texts)]])
+            for i, n in enumerate(DOCS)}
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in docs.items()))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in QUERIES.items()))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in TEST.items()))
+    data = load_beir(root, "test")
+    built = eval_collection(data.corpus, str(tiny_bgem3), CollectionConfig(chunk_tokens=16, chunk_overlap=0),
+                            collection_dir=tmp_path / "col")
+    col = open_collection(built.folder)
+    assert col.info()["chunks"] > 2 * len(docs)  # several passages per document
+    for normalize in ("none", "minmax"):
+        signals, tables = chunk_tables(col, data.queries, "dense+sparse+bm25", normalize=normalize)
+        cols = {q: fusion_columns(m, "weighted", normalize) for q, (m, _d) in tables.items()}
+        points = weight_grid(signals)[::7]  # zero weights (many ties) among them
+        fast = grid_ndcg(cols, {q: d for q, (_m, d) in tables.items()}, data.qrels,
+                         np.array([[w[s] for s in signals] for w in points]))
+        for w, got in zip(points[:8], fast):
+            engine = score(as_run({q: col.search(t, "dense+sparse+bm25", k=10, weights=w, normalize=normalize)
+                                   for q, t in data.queries.items()}), data.qrels)["nDCG@10"]
+            assert got == pytest.approx(engine, abs=1e-9), (normalize, w)

@@ -212,37 +212,77 @@ def fusion_columns(raw: np.ndarray, fusion: str, norm: str, rrf_k: int = 60) -> 
     return np.stack(cols, axis=1)
 
 
+def chunk_tables(col, queries: dict[str, str], mode: str, **plan_options) -> tuple[tuple[str, ...], dict]:
+    """The mode's signals, and per query every candidate chunk of `mode` (in chunk id order) with its raw
+    per-signal scores [chunks, signals] and its document's id: all that a fusion of those signals ranks, whatever its weights
+    (which chunks are candidates does not depend on them). Passages only (doc_score maxp)."""
+    from hsearch.query.execute import candidates
+    from hsearch.types import PASSAGE, Encoded
+
+    qids = list(queries)
+    plan = col.plan(queries[qids[0]], mode, **plan_options)
+    if plan.doc_score != "maxp":
+        raise InputError(f"weight sweeps tune the signal weights of passages (doc_score maxp), not of {mode!r} "
+                         f"with doc_score {plan.doc_score}")
+    need = (set(plan.signals) | set(plan.first_stage)) - {"bm25"}
+    encoded = col.query_encoders(plan)[0].encode_queries(
+        [queries[q] for q in qids], dense="dense" in need, sparse="sparse" in need, colbert="colbert" in need) \
+        if need else [Encoded() for _ in qids]
+    snap = col.snapshot()
+    view = PASSAGE if snap.has_views else None
+    out = {}
+    for q, enc in zip(qids, encoded):
+        ids, table = candidates(col.plan(queries[q], mode, **plan_options), snap, enc, view)
+        info = snap.docs.chunks(ids)
+        out[q] = (np.stack([table[s] for s in plan.signals], axis=1).astype(np.float64).reshape(len(ids), len(plan.signals)),
+                  [info[int(c)]["doc_id"] for c in ids])
+    return plan.signals, out
+
+
+def grid_ndcg(cols: dict, docs: dict, qrels: dict, grid: np.ndarray) -> np.ndarray:
+    """Mean nDCG@10 (linear gains, as trec_eval's ndcg_cut) of every weight vector (rows of `grid`) at once.
+    Per query, the candidates' fusion columns `cols[q]` [chunks, signals] (`fusion_columns`, rows in chunk id
+    order as `chunk_tables` gives them) are fused and ranked as the engine ranks them (ties: the smaller
+    chunk id), and documents (`docs[q]`: each chunk's document id) in the order of their best chunks."""
+    total = np.zeros(len(grid))
+    for q, rel in qrels.items():
+        ideal = np.sort(np.array([g for g in rel.values() if g > 0], np.float64))[::-1][:10]
+        idcg = (ideal / np.log2(np.arange(2, len(ideal) + 2))).sum()
+        if q not in cols or idcg == 0 or not len(docs[q]):
+            continue
+        names, inverse = np.unique(np.asarray(docs[q], dtype=object), return_inverse=True)
+        # rounded, so that sums which tie in exact arithmetic tie here too
+        order = np.argsort(-np.round(cols[q] @ grid.T, 12), axis=0, kind="stable")  # [chunks, points]
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(len(order))[:, None], axis=0)  # each chunk's place, per point
+        by_doc = np.argsort(inverse, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(inverse[by_doc]) != 0])
+        first = np.minimum.reduceat(rank[by_doc], starts, axis=0)  # [documents, points]: its best chunk's place
+        gains = np.array([max(rel.get(d, 0), 0) for d in names], np.float64)
+        top = np.argsort(first, axis=0)[:10]
+        disc = 1 / np.log2(np.arange(2, top.shape[0] + 2))
+        total += (gains[top] * disc[:, None]).sum(0) / idcg
+    return total / len(qrels)
+
+
 def sweep_weights(col, data: BeirData, mode: str, k: int = 100, **plan_options) -> dict:
     """Grid-search fusion weights of a fused `mode` on `data` (a dev/train split), by nDCG@10.
 
-    Retrieval runs once per query, returning every candidate document with its per-signal scores
-    (Hit.scores); each grid point then re-fuses those scores in numpy. Fusion is linear in the
-    weights once each signal is normalised (or turned into 1/(rrf_k + rank)), so one matrix product
-    per query replaces a retrieval per point. Approximation: a document keeps the chunk the default
-    weights chose, and normalisation spans documents rather than chunks.
+    Retrieval runs once per query, keeping every candidate chunk with its per-signal scores (`chunk_tables`);
+    each grid point then re-fuses those scores in numpy (`grid_ndcg`). Fusion is linear in the weights once
+    each signal is normalised (or turned into 1/(rrf_k + rank)), so one matrix product per query replaces a
+    retrieval per point.
     """
     plan = col.plan(next(iter(data.queries.values())), mode, k=k, **plan_options)
-    if plan.doc_score != "maxp":  # hits carry the best passage's signal scores, which this re-fuses
-        raise InputError(f"--sweep-weights tunes the signal weights of passages (doc_score maxp), not of {mode!r} "
-                         f"with doc_score {plan.doc_score}")
     if len(plan.signals) < 2:
         raise InputError(f"mode {mode!r} has one signal; there are no weights to sweep")
-    hits = run_modes(col, data.queries, [mode], k=k, keep_all=True, **plan_options)[mode]
-    tables = {}
-    for q, hs in hits.items():
-        raw = np.array([[h.scores[s] for s in plan.signals] for h in hs], np.float64).reshape(len(hs), len(plan.signals))
-        tables[q] = (fusion_columns(raw, plan.fusion, plan.normalize, plan.rrf_k), [h.id for h in hs])
-    best, best_score, grid = None, -1.0, weight_grid(plan.signals)
-    for w in grid:
-        vec = np.array([w[s] for s in plan.signals])
-        run = {}
-        for q, (m, ids) in tables.items():
-            order = np.argsort(-(m @ vec), kind="stable")[:k]
-            run[q] = {ids[i]: float(len(order) - r) for r, i in enumerate(order)}
-        ndcg = score(run, data.qrels, {"nDCG@10": MEASURES["nDCG@10"]})["nDCG@10"]
-        if ndcg > best_score + 1e-12:  # ties keep the earlier grid point
-            best, best_score = w, ndcg
-    return {"weights": best, "split": data.split, "nDCG@10": best_score, "points": len(grid)}
+    signals, tables = chunk_tables(col, data.queries, mode, k=k, **plan_options)
+    cols = {q: fusion_columns(m, plan.fusion, plan.normalize, plan.rrf_k) for q, (m, _d) in tables.items()}
+    grid = weight_grid(signals)
+    got = grid_ndcg(cols, {q: d for q, (_m, d) in tables.items()}, data.qrels,
+                    np.array([[w[s] for s in signals] for w in grid]))
+    best = int(np.argmax(got))  # ties keep the earlier grid point
+    return {"weights": grid[best], "split": data.split, "nDCG@10": float(got[best]), "points": len(grid)}
 
 
 def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None, split: str = "test",

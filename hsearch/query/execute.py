@@ -78,14 +78,19 @@ def _fuse(plan: Plan, table: dict[str, np.ndarray]) -> np.ndarray:
     return weighted(table, plan.weights, plan.normalize)
 
 
+def candidates(plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None) -> tuple[np.ndarray, dict]:
+    """One view's candidate chunks (the first stage's union, or only `extra`) and every signal's score on
+    them: what fusion adds up. Neither depends on the fusion's weights (weight sweeps re-fuse them)."""
+    first = {s: signal_query(s, plan, enc) for s in plan.first_stage} if extra is None else {}
+    score = {s: signal_query(s, plan, enc) for s in plan.signals}
+    return gather(snapshot.sources, first, plan.depth, score, snapshot.scope(plan.where, view, plan.ef_search), extra)
+
+
 class _Ranked:
     """One view's candidates, their signal scores and fused score, and each document's best chunk."""
 
     def __init__(self, plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None):
-        first = {s: signal_query(s, plan, enc) for s in plan.first_stage} if extra is None else {}
-        score = {s: signal_query(s, plan, enc) for s in plan.signals}
-        scope = snapshot.scope(plan.where, view, plan.ef_search)
-        self.cand, self.table = gather(snapshot.sources, first, plan.depth, score, scope, extra)
+        self.cand, self.table = candidates(plan, snapshot, enc, view, extra)
         self.fused = _fuse(plan, self.table) if self.cand.size else np.empty(0)
         order = np.lexsort((self.cand, -self.fused))  # best first; ties: the smaller chunk id
         rows = snapshot.doc_rows(self.cand)[order]
