@@ -153,11 +153,8 @@ def check_modes(modes, **plan_options) -> list[str]:
 
 
 def run_modes(col, queries: dict[str, str], modes, k: int = 100, weights_by_mode: dict | None = None,
-              progress: bool = False, keep_all: bool = False, **plan_options) -> dict[str, dict[str, list]]:
-    """{mode: {query id: [Hit, ...]}}: every query encoded once, every mode's plan run from it.
-
-    keep_all=True returns every candidate document instead of the top k (depth unchanged).
-    """
+              progress: bool = False, **plan_options) -> dict[str, dict[str, list]]:
+    """{mode: {query id: [Hit, ...]}}: every query encoded once, every mode's plan run from it."""
     from hsearch.types import Encoded
 
     first = next(iter(queries.values()))
@@ -176,8 +173,6 @@ def run_modes(col, queries: dict[str, str], modes, k: int = 100, weights_by_mode
     for j, qid in enumerate(qids):
         for m in modes:
             plan = col.plan(queries[qid], m, k=k, **opts[m])
-            if keep_all:  # the union of first-stage pools can hold at most this many documents
-                plan = replace(plan, k=plan.depth * len(plan.first_stage))
             plain, whole = col.query_encoders(plan)
             out[m][qid] = col.run(plan, encoded=encoded[plain][j],
                                   encoded_whole=encoded[whole][j] if whole is not None else None)
