@@ -47,8 +47,7 @@ def sweep(model: str, jobs: list[tuple[str, Path]], memo_root: Path, work: Path,
         ndcg = lambda mode, **o: score(as_run(run_modes(col, data.queries, [mode], **o)[mode]), data.qrels)["nDCG@10"]  # noqa: E731
         row = {"dense": ndcg("dense"), "sparse": ndcg("sparse")}
         for mode in MODES:
-            # one retrieval per weight set, not sweep_weights' re-fusion of one: exact when a document has
-            # several chunks (re-fusion keeps the chunk the default weights chose)
+            # one retrieval per weight set (written before sweep_weights re-fused candidate chunks exactly)
             for w in GRID:  # explicit: the model's own default must not leak into the grid
                 row[f"{mode}, sparse={w:g}"] = ndcg(mode, weights={"dense": 0.4, "sparse": w, "colbert": 0.4})
         out[name] = row
