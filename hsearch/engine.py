@@ -22,7 +22,15 @@ from hsearch.errors import CollectionError, InputError, StaleSnapshot
 from hsearch.index.analyzers import check_name
 from hsearch.ingest.loaders import Document, LoadStats, load_path
 from hsearch.query.execute import execute
-from hsearch.query.plan import DEFAULT_WEIGHTS, Plan, default_mode, make_plan, model_weights, parse_where
+from hsearch.query.plan import (
+    DEFAULT_WEIGHTS,
+    LONG_DOCUMENTS,
+    Plan,
+    default_mode,
+    make_plan,
+    model_weights,
+    parse_where,
+)
 from hsearch.snapshot import Snapshot
 from hsearch.storage.manifest import MANIFEST, Manifest
 from hsearch.types import VIEWS, Hit
@@ -312,6 +320,12 @@ class Collection:
         """The mode of a query that names none: plan.DEFAULT_MODE less what this collection was built without."""
         return default_mode(colbert=self.config.store_colbert, bm25=self.config.bm25)
 
+    @property
+    def long_documents(self) -> bool:
+        """Whether this collection's documents are long (plan.LONG_DOCUMENTS passages or more on average): min-max
+        fusion then takes the model's long-document weights, where it has them."""
+        return self.snapshot().passages_per_document >= LONG_DOCUMENTS
+
     def plan(self, query: str, mode: str | None = None, k: int = 10, where=(), **options) -> Plan:
         """The plan `search` would run, without running it (`describe()` prints it). mode None: `default_mode`."""
         mode = self.default_mode if mode is None else mode
@@ -325,6 +339,8 @@ class Collection:
             options["doc_score"] = "both" if self.config.long_context else "maxp"
         # the weights the model's heads were tuned for, as recorded when the collection was built
         options.setdefault("default_weights", self._manifest.encoder.get("fusion_weights") or None)
+        if "minmax_long" in (options["default_weights"] or {}):
+            options.setdefault("long_documents", self.long_documents)
         plan = make_plan(query, mode, k=k, where=where, **options)
         if "colbert" in plan.signals and not self.config.store_colbert:
             raise InputError("this collection was built without multi-vectors (store_colbert=False); "
@@ -379,8 +395,11 @@ class Collection:
                "default_weights": {**DEFAULT_WEIGHTS, **model_weights(m.encoder.get("fusion_weights"))},
                # runtime/precision of the writes so far (hsearch/encode/precision.py); [] before they were recorded
                "precisions": m.encoder.get("precisions") or []}
-        minmax = model_weights(m.encoder.get("fusion_weights"), normalize="minmax")
-        if minmax:  # min-max fusion's, where the model has its own
+        recorded = m.encoder.get("fusion_weights")
+        if "minmax_long" in (recorded or {}):
+            out["long_documents"] = snap.passages_per_document >= LONG_DOCUMENTS
+        minmax = model_weights(recorded, normalize="minmax", long_documents=out.get("long_documents", False))
+        if minmax:  # min-max fusion's, where the model has its own (its long-document ones here, where they apply)
             out["default_weights_minmax"] = {**DEFAULT_WEIGHTS, **minmax}
         if snap.bm25 is not None and snap.bm25.analyzer is not None:  # which word analyzer BM25 gave how many chunks
             out["bm25_analyzers"] = snap.bm25.counts()

@@ -21,6 +21,7 @@ from hsearch.index.sparse import open_sparse
 from hsearch.storage import arrays
 from hsearch.storage.docstore import DocStore
 from hsearch.storage.manifest import Manifest
+from hsearch.types import PASSAGE
 
 SEGMENTS = "segments"
 
@@ -64,6 +65,7 @@ class Snapshot:
         bm25 = ReaderSource("bm25", self.bm25, self.bm25_whole) if self.bm25 else None
         self.sources = [s for s in (bm25, self.local, remote) if s]
         self._scopes: dict[tuple, Scope] = {}  # see scope()
+        self._passages_per_document: float | None = None
         # the deleted chunks a store can still return: a segment whose deleted chunks a merge dropped has
         # none (hsearch/merge.py), so the masks of its stores' ids need not look them up
         self._stored_dead = self.dead_chunks
@@ -92,6 +94,21 @@ class Snapshot:
         """`live` for ids that a store returned (what a query's scope sees): the same mask, with fewer
         deleted ids to look up once merges have dropped them from the stores."""
         return self.live(ids, self._stored_dead)
+
+    @property
+    def passages_per_document(self) -> float:
+        """Mean passages per live document (whole-document views left out), counted once per snapshot."""
+        if self._passages_per_document is None:
+            rows = []
+            for s in self.segments:
+                ids = np.arange(s.start, s.end, dtype=np.int64)
+                keep = self.live(ids)
+                if s.views is not None:
+                    keep &= (s.views & PASSAGE) != 0
+                rows.append(s.doc_rows[ids[keep] - s.start])
+            rows = np.concatenate(rows) if rows else np.empty(0, np.int64)
+            self._passages_per_document = len(rows) / max(len(np.unique(rows)), 1)
+        return self._passages_per_document
 
     @property
     def has_views(self) -> bool:

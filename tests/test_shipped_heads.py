@@ -147,8 +147,33 @@ def test_heads_can_carry_min_max_weights_too(tmp_path, base_and_heads, corpus):
     assert info["default_weights"]["sparse"] == 0.05 and info["default_weights_minmax"]["colbert"] == 0.5
 
 
+def test_long_documents_take_the_models_long_document_weights(tmp_path, base_and_heads):
+    from hsearch.config import CollectionConfig
+    from hsearch.query.plan import LONG_DOCUMENTS
+
+    base, heads = base_and_heads
+    (heads / "fusion.json").write_text(json.dumps({"weights": {"sparse": 0.05},
+                                                   "weights_minmax": {"dense": 0.3, "colbert": 0.5, "bm25": 0.2},
+                                                   "weights_minmax_long": {"dense": 0.1, "sparse": 0.4, "bm25": 0.3}}))
+    folder = with_shipped_heads(base, heads, "tiny")
+    words = "cats sleep most of the day and hunt at night while dogs guard the house and bark at strangers".split()
+    long_text = " ".join(f"{words[i % len(words)]} {i}" for i in range(40 * LONG_DOCUMENTS))
+    for name, text, expect in (("short", "Cats sleep a lot.", "minmax"), ("long", long_text, "minmax_long")):
+        col = open_collection(tmp_path / name, create=True, model=str(folder),
+                              config=CollectionConfig(model=str(folder), chunk_tokens=32, chunk_overlap=0))
+        col.add([{"id": f"{name}{i}", "text": text} for i in range(3)])
+        assert (col.snapshot().passages_per_document >= LONG_DOCUMENTS) == (name == "long")
+        weights = {"minmax": {"dense": 0.3, "sparse": 0.2, "colbert": 0.5, "bm25": 0.2},
+                   "minmax_long": {"dense": 0.1, "sparse": 0.4, "colbert": 0.4, "bm25": 0.3}}[expect]
+        assert col.plan("cats", "all+bm25").weights == weights
+        assert col.plan("cats", "dense+sparse").weights == {"dense": 0.4, "sparse": 0.05}  # raw sums: one set
+        info = open_collection(tmp_path / name).info()
+        assert info["long_documents"] == (name == "long") and info["default_weights_minmax"] == weights
+
+
 @pytest.mark.parametrize("bad", ['{"weights": {"sparce": 0.1}}', '{"weights": {"sparse": -1}}',
                                  '{"weights": {}, "weights_minmax": {"dense": "high"}}',
+                                 '{"weights": {}, "weights_minmax_long": {"bm52": 0.3}}',
                                  '{"weights": [0.4, 0.1]}', '{"weights": {"sparse": "low"}}', "{not json"])
 def test_a_bad_fusion_file_is_named_with_what_to_do(base_and_heads, bad):
     base, heads = base_and_heads

@@ -269,14 +269,16 @@ def _fingerprint(folder: Path) -> str:
 
 def _fusion_weights(folder: Path) -> dict:
     """The folder's fusion.json as {signal: weight} for raw weighted sums, plus {"minmax": {signal: weight}} for
-    min-max fusion when the file gives "weights_minmax"; {} without the file."""
+    min-max fusion when the file gives "weights_minmax", and {"minmax_long": ...} for min-max fusion over long
+    documents when it gives "weights_minmax_long" (`Collection.long_documents`); {} without the file."""
     path = folder / FUSION_FILE
     if not path.exists():
         return {}
     data = _read_json(path)
     out = _weights(path, "weights", data.get("weights"))
-    if "weights_minmax" in data:
-        out["minmax"] = _weights(path, "weights_minmax", data["weights_minmax"])
+    for key in ("minmax", "minmax_long"):
+        if f"weights_{key}" in data:
+            out[key] = _weights(path, f"weights_{key}", data[f"weights_{key}"])
     return out
 
 

@@ -24,6 +24,11 @@ DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4, "bm25": 0.4}
 # 18 ms a query against 1.9 ms, query encoding excluded ("The default mode", same file). A collection built
 # without multi-vectors or BM25 runs it without them (`default_mode`).
 DEFAULT_MODE = "all+bm25"
+# A collection whose documents average this many passages or more is one of long documents: min-max fusion
+# takes the model's long-document weights there, where it has them (fusion.json "weights_minmax_long", chosen
+# on QMSum's train queries). A judgment, not a measurement: the sets measured lie far on either side (SciFact
+# ~1.1 passages a document, the held-out Debian sets 1, QMSum ~34) and none in between.
+LONG_DOCUMENTS = 4
 DOC_SCORES = ("maxp", "whole", "both")
 
 
@@ -134,12 +139,14 @@ def parse_where(items) -> tuple:
     return tuple(out)
 
 
-def model_weights(recorded: dict | None, fusion: str = "weighted", normalize: str = "none") -> dict | None:
+def model_weights(recorded: dict | None, fusion: str = "weighted", normalize: str = "none",
+                  long_documents: bool = False) -> dict | None:
     """The part of a model's fusion weights (its fusion.json as a collection records it: signal entries for raw
-    weighted sums, a "minmax" entry for min-max fusion) that applies to this fusion; None where none does."""
+    weighted sums, a "minmax" entry for min-max fusion, a "minmax_long" one for min-max fusion over long
+    documents) that applies to this fusion; None where none does."""
     recorded = recorded or {}
     if fusion == "weighted" and normalize == "minmax":
-        return recorded.get("minmax")
+        return (long_documents and recorded.get("minmax_long")) or recorded.get("minmax")
     if fusion == "weighted" and normalize == "none":
         return {s: w for s, w in recorded.items() if s in SIGNALS}
     return None
@@ -148,11 +155,13 @@ def model_weights(recorded: dict | None, fusion: str = "weighted", normalize: st
 def make_plan(query: str, mode: str = DEFAULT_MODE, k: int = 10, depth: int = 100, fusion: str = "weighted",
               weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
               where=(), colbert_depth: int = 200, doc_score: str | None = None, whole_weight: float = 0.5,
-              default_weights: dict | None = None, ef_search: int | None = None) -> Plan:
+              default_weights: dict | None = None, ef_search: int | None = None,
+              long_documents: bool = False) -> Plan:
     """default_weights: the weights a model's heads were tuned for (`Collection.plan` passes the ones its
     collection was built with); what `weights` leaves out comes from them, then from DEFAULT_WEIGHTS.
     Its signal entries apply to raw weighted sums (they correct the scale of the heads' raw scores); its
-    "minmax" entry, where the model has one, to min-max fusion. DBSF and RRF keep the planner's defaults."""
+    "minmax" entry, where the model has one, to min-max fusion ("minmax_long" instead when `long_documents`:
+    `Collection.long_documents`). DBSF and RRF keep the planner's defaults."""
     if not isinstance(query, str) or not query.strip():
         raise InputError("empty query; give the text to search for")
     if isinstance(mode, str) and "@" in mode:  # "dense+bm25@both": the document score inside the mode
@@ -175,7 +184,7 @@ def make_plan(query: str, mode: str = DEFAULT_MODE, k: int = 10, depth: int = 10
         normalize = "minmax" if "bm25" in signals and len(signals) > 1 else "none"
     if normalize not in NORMALIZERS:
         raise InputError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZERS)}")
-    default_weights = model_weights(default_weights, fusion, normalize)
+    default_weights = model_weights(default_weights, fusion, normalize, long_documents)
     w = weights if isinstance(weights, dict) else parse_weights(weights, signals, default_weights)
     w = {**DEFAULT_WEIGHTS, **(default_weights or {}), **w}
     first = tuple(s for s in signals if s in FIRST_STAGE)
