@@ -105,6 +105,12 @@ def forced_pruning(dense=4):
         yield
 
 
+def as_scope(allow):
+    from hsearch.backends.base import Scope
+
+    return Scope((), allow, lambda where: np.empty(0, np.int64))
+
+
 @pytest.mark.parametrize("pruning", ["default", "forced"])
 @pytest.mark.parametrize("quantize", [False, True])
 @pytest.mark.parametrize("n", [0, 1, 17, 1000])
@@ -117,9 +123,10 @@ def test_search_and_score_equal_brute_force(segment, n, quantize, pruning):
             full = brute_scores(docs, q, quantize).astype(np.float32)
             np.testing.assert_array_equal(r.score(q, probe), np.r_[full, 0, 0].astype(np.float32))
             for k in (0, 1, 5, n + 3):
-                for allow in (None, even):
+                # a Scope as the engine passes it: the mask of the segment's whole id array, kept
+                for allow, ref in ((None, None), (even, even), (as_scope(even), even)):
                     got_ids, got_s = r.search(q, k, allow)
-                    want_ids, want_s = brute_search(ids, docs, q, k, quantize, allow)
+                    want_ids, want_s = brute_search(ids, docs, q, k, quantize, ref)
                     assert got_ids.dtype == np.int64 and got_s.dtype == np.float32
                     np.testing.assert_array_equal(got_ids, want_ids)
                     np.testing.assert_array_equal(got_s, want_s)

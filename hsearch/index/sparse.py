@@ -271,6 +271,15 @@ class SparseReader:
         best = top_k(scores, k)  # pos ascends, and position order == id order: ties go to the smaller id
         return self._ids[pos[best]].astype(np.int64), scores[best]
 
+    def _allowed(self, allow: Allow, pos) -> np.ndarray:
+        """`allow`'s mask of the docs at positions `pos`: read from its mask of this segment's whole id array
+        where it keeps one per snapshot (a query's Scope, backends/base.py: no per-query lookup of tens of
+        thousands of hits), else asked for these ids."""
+        whole = getattr(allow, "allow_store", None)
+        if whole is not None:
+            return whole(self._ids)[pos]
+        return np.asarray(allow(self._ids[pos]), dtype=bool)
+
     def _postings(self, sel: np.ndarray, lo: np.ndarray, hi: np.ndarray, qw: np.ndarray):
         """Doc positions and float64 contributions q[t] * w of the query terms `sel`, term after term."""
         if len(sel) == 0:
@@ -287,7 +296,7 @@ class SparseReader:
         acc = np.bincount(d, weights=w, minlength=len(self._ids))
         cand = np.flatnonzero(acc > 0)
         if allow is not None and len(cand):
-            cand = cand[np.asarray(allow(self._ids[cand]), dtype=bool)]
+            cand = cand[self._allowed(allow, cand)]
         return cand, acc[cand]
 
     def _exact(self, pos: np.ndarray, qt: np.ndarray, qw: np.ndarray) -> np.ndarray:
@@ -367,7 +376,7 @@ class SparseReader:
         d, w = self._postings(np.arange(len(at)), lo, cut_at, qw)
         sample = np.bincount(d, weights=w, minlength=x)
         if allow is not None:
-            sample = sample[np.asarray(allow(self._ids[:x]), dtype=bool)]
+            sample = sample[self._allowed(allow, slice(0, x))]
         theta = self._threshold(sample, k)
         if theta == 0.0:
             return None
@@ -392,7 +401,7 @@ class SparseReader:
             # postings rather than scanning all n docs; only dense terms' docs may be missed.
             seeds = np.unique(d[acc[d] >= level]) if len(d) else np.flatnonzero(acc >= level)
             if allow is not None and len(seeds):
-                seeds = seeds[np.asarray(allow(self._ids[seeds]), dtype=bool)]
+                seeds = seeds[self._allowed(allow, seeds)]
             if len(seeds) > m:
                 seeds = np.sort(seeds[np.argpartition(acc[seeds], len(seeds) - m)[-m:]])
             full = acc[seeds]
@@ -405,7 +414,7 @@ class SparseReader:
         # terms are looked up for them in decreasing bound order, re-pruning after each.
         cand = np.flatnonzero(acc >= cut - remaining)
         if allow is not None and len(cand):
-            cand = cand[np.asarray(allow(self._ids[cand]), dtype=bool)]
+            cand = cand[self._allowed(allow, cand)]
         part = acc[cand]
         cand = cand.astype(np.int32)  # searchsorted against int32 postings without converting them
         for i in skip:  # decreasing bound: the remaining bound shrinks fastest
