@@ -397,7 +397,7 @@ class Collection:
                "precisions": m.encoder.get("precisions") or []}
         recorded = m.encoder.get("fusion_weights")
         if "minmax_long" in (recorded or {}):
-            out["long_documents"] = snap.passages_per_document >= LONG_DOCUMENTS
+            out["long_documents"] = self.long_documents
         minmax = model_weights(recorded, normalize="minmax", long_documents=out.get("long_documents", False))
         if minmax:  # min-max fusion's, where the model has its own (its long-document ones here, where they apply)
             out["default_weights_minmax"] = {**DEFAULT_WEIGHTS, **minmax}

@@ -225,12 +225,13 @@ def chunk_tables(col, queries: dict[str, str], mode: str, **plan_options) -> tup
         if need else [Encoded() for _ in qids]
     snap = col.snapshot()
     view = PASSAGE if snap.has_views else None
+    # document row -> id, read once (not each query's candidate texts)
+    doc_id = {row: d for d, (row, _hash, _source) in snap.docs.live_docs(snap.manifest.doc_segments, snap.dead_docs).items()}
     out = {}
     for q, enc in zip(qids, encoded):
         ids, table = candidates(col.plan(queries[q], mode, **plan_options), snap, enc, view)
-        info = snap.docs.chunks(ids)
         out[q] = (np.stack([table[s] for s in plan.signals], axis=1).astype(np.float64).reshape(len(ids), len(plan.signals)),
-                  [info[int(c)]["doc_id"] for c in ids])
+                  [doc_id[r] for r in snap.doc_rows(ids).tolist()])
     return plan.signals, out
 
 
