@@ -239,3 +239,30 @@ def test_a_query_without_a_mode_runs_every_signal_the_collection_holds(tmp_path)
         assert col.plan("dogs").signals == want and col.search("cats", k=1)[0].id == "b"
         with pytest.raises(InputError):
             col.plan("dogs", "all+bm25")
+
+
+def test_one_signal_plans_cut_at_k_and_return_what_their_full_depth_returns(tmp_path, monkeypatch):
+    """A plan ranked by the one signal that retrieves first asks its store for 2k chunks, and for its full depth
+    only when a chunk left out could rank among the top-k documents: either way, the hits equal the full-depth
+    plan's."""
+    from hsearch.query import execute
+    from hsearch.query.plan import Plan
+
+    rng = np.random.default_rng(7)
+    words = [f"w{i}" for i in range(60)]
+    docs = [{"id": f"d{i}", "text": " ".join(rng.choice(words, int(rng.integers(8, 70))))} for i in range(40)]
+    col = open_collection(tmp_path / "c", create=True, encoder=FakeEncoder(dim=16, colbert_dim=8),
+                          config=CollectionConfig(model="fake", chunk_tokens=16, chunk_overlap=0, dense_index="flat"))
+    col.add(docs)
+    depths = []
+    rank = execute._Ranked._rank
+    monkeypatch.setattr(execute._Ranked, "_rank", lambda self, *a: depths.append(a[-1] if len(a) == 6 else None)
+                        or rank(self, *a))
+    queries = [" ".join(rng.choice(words, 3)) for _ in range(12)]
+    got = {(q, m, k): col.search(q, mode=m, k=k) for q in queries for m in ("dense", "sparse", "bm25") for k in (1, 3, 8)}
+    fallbacks = depths.count(None)
+    assert 0 < fallbacks < len(depths) - fallbacks  # both outcomes of the cut ran
+    monkeypatch.setattr(Plan, "cuts_at_k", property(lambda self: False))
+    for (q, m, k), hits in got.items():
+        full = col.search(q, mode=m, k=k)
+        assert [(h.id, h.chunk, h.score) for h in hits] == [(h.id, h.chunk, h.score) for h in full], (q, m, k)

@@ -27,6 +27,7 @@ opening a collection for a dense-only query never loads it); `device=None` resol
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -59,13 +60,20 @@ def use_torch(device) -> bool:
     """Whether MaxSim runs on torch: a device named explicitly, or "auto"/None where a GPU may be there
     (torch already loaded and seeing CUDA, or NVIDIA device nodes present). A plain CPU machine scores in
     numpy and never pays torch's import."""
-    import os
     import sys
 
     if device is not None and not (isinstance(device, str) and device == "auto"):
         return True
     if "torch" in sys.modules:
         return sys.modules["torch"].cuda.is_available()
+    return _nvidia_nodes()
+
+
+@functools.cache
+def _nvidia_nodes() -> bool:
+    """Whether the machine has NVIDIA device nodes: looked up once a process, not on every query."""
+    import os
+
     return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hsearch.backends.local import EXACT_SEARCH_SCORES
 from hsearch.errors import StaleSnapshot
 from hsearch.types import PASSAGE, WHOLE, Encoded, Hit
 
@@ -54,6 +55,9 @@ def gather(sources, first: dict, depth: int, score: dict, scope,
             parts.append((src, mine_score, ids, scores))
     table = {}
     for src, mine_score, ids, scores in parts:
+        if np.array_equal(ids, cand):  # this source saw every candidate, in their order (one source, no extra)
+            table.update({s: scores[s].astype(np.float32, copy=False) for s in mine_score})
+            continue
         late = np.setdiff1d(cand, ids)
         if len(late) and mine_score:
             more_ids, more = src.collect({}, depth, mine_score, scope, late)
@@ -78,19 +82,43 @@ def _fuse(plan: Plan, table: dict[str, np.ndarray]) -> np.ndarray:
     return weighted(table, plan.weights, plan.normalize)
 
 
-def candidates(plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None) -> tuple[np.ndarray, dict]:
-    """One view's candidate chunks (the first stage's union, or only `extra`) and every signal's score on
-    them: what fusion adds up. Neither depends on the fusion's weights (weight sweeps re-fuse them)."""
+def candidates(plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None,
+               depth: int | None = None) -> tuple[np.ndarray, dict]:
+    """One view's candidate chunks (the first stage's union of each signal's top-`depth`, plan.depth unless
+    given, or only `extra`) and every signal's score on them: what fusion adds up. Neither depends on the
+    fusion's weights (weight sweeps re-fuse them)."""
     first = {s: signal_query(s, plan, enc) for s in plan.first_stage} if extra is None else {}
     score = {s: signal_query(s, plan, enc) for s in plan.signals}
-    return gather(snapshot.sources, first, plan.depth, score, snapshot.scope(plan.where, view, plan.ef_search), extra)
+    return gather(snapshot.sources, first, depth or plan.depth, score, snapshot.scope(plan.where, view, plan.ef_search), extra)
 
 
 class _Ranked:
     """One view's candidates, their signal scores and fused score, and each document's best chunk."""
 
     def __init__(self, plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None):
-        self.cand, self.table = candidates(plan, snapshot, enc, view, extra)
+        if extra is None and plan.cuts_at_k:
+            self._rank(plan, snapshot, enc, view, None, plan.cut_depth)
+            if self._cut_holds(plan):
+                return
+        self._rank(plan, snapshot, enc, view, extra)
+
+    def _cut_holds(self, plan: Plan) -> bool:
+        """Whether this short list's top-k documents are the full depth's (a one-signal plan, `Plan.cuts_at_k`):
+        every chunk it left out scores below its k-th document. Such a chunk scores at most the list's last one
+        in the store's search; a re-scored signal (dense) may differ from that by rounding, hence its margin.
+        A document's score is its best chunk's, so then no document left out could rank in the top-k."""
+        signal = plan.signals[0]
+        exact = signal in EXACT_SEARCH_SCORES
+        if len(self.cand) < plan.cut_depth:
+            return exact  # every hit was retrieved (an approximate or filtered search may have missed some)
+        if len(self.best) < plan.k:
+            return False
+        kth = float(self.fused[list(self.best.values())[plan.k - 1]])
+        last = float(self.table[signal].min())
+        return kth > last + (0.0 if exact else max(1e-4 * max(abs(kth), abs(last)), 1e-5))
+
+    def _rank(self, plan: Plan, snapshot, enc: Encoded, view: int | None, extra, depth: int | None = None):
+        self.cand, self.table = candidates(plan, snapshot, enc, view, extra, depth)
         self.fused = _fuse(plan, self.table) if self.cand.size else np.empty(0)
         order = np.lexsort((self.cand, -self.fused))  # best first; ties: the smaller chunk id
         rows = snapshot.doc_rows(self.cand)[order]

@@ -51,10 +51,26 @@ class Plan:
     whole_weight: float = 0.5  # both: weight of the whole-document score (the best passage's is 1 - this)
     ef_search: int | None = None  # HNSW dense segments: candidates the graph search keeps (None: dense.EF_SEARCH)
 
+    @property
+    def cuts_at_k(self) -> bool:
+        """Whether the plan first retrieves only `cut_depth` chunks: one signal both retrieves and ranks, and one
+        view ranks the documents (both views fuse the document scores of each: each union must be whole).
+        The short list stands when every chunk it left out scores below its k-th document (execute.py);
+        else the plan retrieves its full depth."""
+        return (len(self.signals) == 1 and self.first_stage == self.signals and self.doc_score != "both"
+                and self.depth > self.cut_depth)
+
+    @property
+    def cut_depth(self) -> int:
+        return 2 * self.k
+
     def describe(self) -> str:
+        first = ', '.join(f'{s} top-{self.depth}' for s in self.first_stage)
+        if self.cuts_at_k:
+            first = (f"{self.first_stage[0]} top-{self.cut_depth} (top-{self.depth} unless the top-{self.k} documents "
+                     f"among them outscore every chunk left out)")
         lines = [f"query: {self.query!r}",
-                 f"1. retrieve: {', '.join(f'{s} top-{self.depth}' for s in self.first_stage)}"
-                 + ("" if len(self.first_stage) == 1 else " -> union"),
+                 f"1. retrieve: {first}" + ("" if len(self.first_stage) == 1 else " -> union"),
                  f"2. re-score every candidate with: {', '.join(self.signals)}"]
         if len(self.signals) == 1:
             lines.append(f"3. rank by {self.signals[0]}")

@@ -108,7 +108,7 @@ class DocStore:
                    f"from chunks c join docs d on d.row = c.doc_row where c.chunk_id in ({marks})")
             for cid, no, text, doc_id, path, title, meta, row in self.conn.execute(sql, part):
                 out[cid] = {"chunk_no": no, "text": text, "doc_id": doc_id, "path": path, "title": title,
-                            "metadata": json.loads(meta or "{}"), "row": row}
+                            "metadata": json.loads(meta) if meta and meta != "{}" else {}, "row": row}
         return out
 
     def filtered_chunk_ids(self, where: list[tuple[str, str, str]]) -> np.ndarray:
