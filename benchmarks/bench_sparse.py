@@ -6,11 +6,15 @@ Term ranks follow p(r) ~ 1 / (r + 1)^zipf, mapped to random token ids, so a few 
 lists covering most docs (the hard case for an exhaustive scorer). Weights are uniform in [0.01, 0.4],
 about the range BGE-M3's sparse head produces.
 
-Each query runs through the default search (MaxScore pruning, where the segment is large enough; with
---any-size always) and the exhaustive one
-(`prune=False`), alternating so both see the same machine load; the script first checks that both
-return identical top-k ids and float32 scores (exit status 1 otherwise), then reports median / p95
-latency of each (wall clock, and the thread's CPU time).
+Each query runs through four paths of `SparseReader.search`, in turn, so all see the same machine load:
+- default: what `search` does (its rules choose between the three below);
+- compiled: the numba loop alone (sparse_kernel.py; the default's exhaustive path from 20k docs);
+- pruned: NumPy's MaxScore pruning, without the loop, where the segment is large enough (with --any-size
+  always), else NumPy's exhaustive scoring;
+- exhaustive: NumPy's exhaustive scoring (`prune=False`).
+The script first checks that all four return identical top-k ids and float32 scores (exit status 1
+otherwise), then reports median / p95 latency of each (wall clock, and the thread's CPU time). Before
+that it times the process's first compiled search: numba's import and the loop's loading (or compiling).
 """
 from __future__ import annotations
 
@@ -87,35 +91,59 @@ def main(argv=None):
         print(f"build {build:.2f}s  ({r.meta['n_postings']} postings, {r.meta['n_terms']} terms, "
               f"{size / 2**20:.1f} MiB, quantize={a.quantize})")
 
-        # Both paths must agree exactly (ids and float32 scores) before any timing is reported.
+        defaults = {k: getattr(sparse, k) for k in ("_COMPILED_MIN_DOCS", "_PRUNE_MIN_POSTINGS_COMPILED")}
+
+        def search(path, q):
+            for name, value in defaults.items():
+                setattr(sparse, name, value)
+            if path == "compiled":
+                sparse._COMPILED_MIN_DOCS, sparse._PRUNE_MIN_POSTINGS_COMPILED = 0, 10**18
+            elif path == "pruned":
+                sparse._COMPILED_MIN_DOCS = 10**18
+            return r.search(q, a.k, prune=path != "exhaustive")
+
+        def postings(q):  # the query's posting-list lengths, summed: the work of an exhaustive scorer
+            t = np.array(sorted(q), np.int64)
+            at = np.minimum(np.searchsorted(r.terms, t), len(r.terms) - 1)
+            at = at[np.asarray(r.terms)[at] == t]
+            return int((np.asarray(r.term_ptr)[at + 1] - np.asarray(r.term_ptr)[at]).sum())
+
+        sparse._COMPILED_AFTER = 0  # from the first search on: the cold start is timed here, not in the medians
+        t0 = time.perf_counter()
+        search("compiled", queries[0])
+        print(f"first compiled search of this process: {time.perf_counter() - t0:.3f} s (numba's import, the loop's "
+              "loading or compiling)")
+        print(f"query postings: median {np.median([postings(q) for q in queries]):.0f}")
+        paths = ("default", "compiled", "pruned", "exhaustive")
+        # Every path must agree exactly (ids and float32 scores) before any timing is reported.
         mismatch = 0
         for q in queries:
-            (pi, ps), (ei, es) = r.search(q, a.k), r.search(q, a.k, prune=False)
-            mismatch += not (np.array_equal(pi, ei) and np.array_equal(ps, es))
-        print(f"pruned == exhaustive top-{a.k} on {a.queries - mismatch}/{a.queries} queries")
+            (ei, es), *others = (search(path, q) for path in paths[::-1])
+            mismatch += not all(np.array_equal(i, ei) and np.array_equal(s, es) for i, s in others)
+        print(f"default == compiled == pruned == exhaustive top-{a.k} on {a.queries - mismatch}/{a.queries} queries")
         if mismatch:
-            sys.exit(f"MISMATCH: pruned search differs from exhaustive on {mismatch} queries")
-
+            sys.exit(f"MISMATCH: the search paths differ on {mismatch} queries")
         # Wall-clock latency, plus the thread's CPU time: on a shared machine the latter is the less
         # disturbed by other processes (it excludes time spent preempted).
-        lat = {True: [], False: []}
-        cpu = {True: [], False: []}
+        lat = {p: [] for p in paths}
+        cpu = {p: [] for p in paths}
         hits = 0
         for rep in range(a.repeats):
-            for q in queries:
-                for prune in ((True, False) if rep % 2 == 0 else (False, True)):
+            for i, q in enumerate(queries):
+                for path in paths[i % 4:] + paths[:i % 4]:  # each path first as often as the others
                     t0, c0 = time.perf_counter(), time.thread_time()
-                    got, _ = r.search(q, a.k, prune=prune)
-                    lat[prune].append(time.perf_counter() - t0)
-                    cpu[prune].append(time.thread_time() - c0)
-                    hits += len(got) if rep == 0 and prune else 0
-        for prune, name in ((True, "pruned"), (False, "exhaustive")):
-            ms, cpu_ms = np.array(lat[prune]) * 1e3, np.array(cpu[prune]) * 1e3
-            print(f"search top-{a.k} {name:>10}: median {np.median(ms):.3f} ms  p95 {np.percentile(ms, 95):.3f} ms  "
+                    got, _ = search(path, q)
+                    lat[path].append(time.perf_counter() - t0)
+                    cpu[path].append(time.thread_time() - c0)
+                    hits += len(got) if rep == 0 and path == "exhaustive" else 0
+        for path in paths:
+            ms, cpu_ms = np.array(lat[path]) * 1e3, np.array(cpu[path]) * 1e3
+            print(f"search top-{a.k} {path:>10}: median {np.median(ms):.3f} ms  p95 {np.percentile(ms, 95):.3f} ms  "
                   f"mean {ms.mean():.3f} ms  (cpu median {np.median(cpu_ms):.3f} ms  p95 "
                   f"{np.percentile(cpu_ms, 95):.3f} ms)  over {len(ms)} calls  ({hits / max(a.queries, 1):.1f} hits/query)")
-        print(f"median speed-up of pruning: {np.median(lat[False]) / np.median(lat[True]):.2f}x wall, "
-              f"{np.median(cpu[False]) / np.median(cpu[True]):.2f}x cpu")
+        for path in ("default", "compiled", "pruned"):
+            print(f"median speed-up of {path} over exhaustive: {np.median(lat['exhaustive']) / np.median(lat[path]):.2f}x "
+                  f"wall, {np.median(cpu['exhaustive']) / np.median(cpu[path]):.2f}x cpu")
         del r
 
 

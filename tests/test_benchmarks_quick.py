@@ -230,6 +230,10 @@ def engine_check(ctx, stdout):
             assert row in text, (name, row)
         assert "### Query latency, excluding query encoding" in text and "nproc=" in text
         assert "bench_engine.py --quick" in text  # the exact command is part of the report
+        # qdrant-edge runs each mode bare and returning its hits' texts, each compared with hsearch's row
+        for row in ("| qdrant-edge | dense |", "| qdrant-edge | dense + text |", "| qdrant-edge | all + text |",
+                    "| qdrant-edge dense + text | hsearch dense (depth 10) |"):
+            assert row in text, (name, row)
         # every overlap is a share of the reference's top-10
         latency = [cells(line) for line in text.split("### Query latency, excluding")[1].split("###")[0].splitlines()
                    if line.startswith("| ") and "---" not in line][1:]
@@ -275,16 +279,18 @@ def sparse_check(ctx, out):
     docs, per_doc = re.search(r"generated (\d+) docs \(([\d.]+) terms/doc\)", out).groups()
     postings, terms = map(int, re.search(r"\((\d+) postings, (\d+) terms,", out).groups())
     assert int(docs) == 2000 and abs(postings - 2000 * float(per_doc)) <= 2000 * 0.05 and 0 < terms <= 5000
-    assert "pruned == exhaustive top-10 on 10/10 queries" in out
+    assert "default == compiled == pruned == exhaustive top-10 on 10/10 queries" in out
+    assert float(re.search(r"first compiled search of this process: ([\d.]+) s", out).group(1)) > 0
     assert "(lifted by --any-size)" in out  # 2,000 docs: only so is the pruned column MaxScore
     med = {}
     for path, median, hits in re.findall(r"search top-10 +(\w+): median ([\d.]+) ms .*\(([\d.]+) hits/query\)", out):
         med[path] = float(median)
         assert float(hits) == 10.0
-    assert set(med) == {"pruned", "exhaustive"} and min(med.values()) > 0
-    # the speed-up is exhaustive / pruned, up to the printed rounding (medians to 0.001 ms, ratio to 0.01)
-    wall = float(re.search(r"median speed-up of pruning: ([\d.]+)x wall", out).group(1))
-    assert wall == pytest.approx(med["exhaustive"] / med["pruned"], rel=0.02, abs=0.006)
+    assert set(med) == {"default", "compiled", "pruned", "exhaustive"} and min(med.values()) > 0
+    # the speed-ups are exhaustive / path, up to the printed rounding (medians to 0.001 ms, ratio to 0.01)
+    for path in ("default", "compiled", "pruned"):
+        wall = float(re.search(rf"median speed-up of {path} over exhaustive: ([\d.]+)x wall", out).group(1))
+        assert wall == pytest.approx(med["exhaustive"] / med[path], rel=0.02, abs=0.006)
 
 
 # ------------------------------------------------------------------------------ sweep_sparse_weight.py

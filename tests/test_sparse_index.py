@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+import threading
 from pathlib import Path
 from unittest import mock
 
@@ -105,20 +106,26 @@ def forced_pruning(dense=4):
         yield
 
 
+def compiled():
+    """The compiled loop (sparse_kernel.py) for segments of any size, from a process's first search."""
+    return mock.patch.multiple(sparse_module, _COMPILED_MIN_DOCS=0, _COMPILED_AFTER=0)
+
+
 def as_scope(allow):
     from hsearch.backends.base import Scope
 
     return Scope((), allow, lambda where: np.empty(0, np.int64))
 
 
-@pytest.mark.parametrize("pruning", ["default", "forced"])
+@pytest.mark.parametrize("pruning", ["default", "forced", "compiled"])
 @pytest.mark.parametrize("quantize", [False, True])
 @pytest.mark.parametrize("n", [0, 1, 17, 1000])
 def test_search_and_score_equal_brute_force(segment, n, quantize, pruning):
     ids, docs, r = segment(n, quantize)
     assert len(r) == n
     probe = np.r_[ids, [10**7, -10**7]].astype(np.int64)  # plus ids the segment lacks
-    with forced_pruning() if pruning == "forced" else contextlib.nullcontext():
+    path = {"forced": forced_pruning, "compiled": compiled}.get(pruning, contextlib.nullcontext)
+    with path():
         for q in make_queries(np.random.default_rng(100 + n)):
             full = brute_scores(docs, q, quantize).astype(np.float32)
             np.testing.assert_array_equal(r.score(q, probe), np.r_[full, 0, 0].astype(np.float32))
@@ -250,11 +257,12 @@ weights = st.integers(1, 16).map(lambda i: i / 8)
 @settings(max_examples=60, deadline=None)
 @given(docs=st.lists(st.dictionaries(st.integers(0, 30), weights, max_size=8), max_size=12),
        query=st.dictionaries(st.integers(0, 40), weights, max_size=6),
-       k=st.integers(0, 15), quantize=st.booleans(), filtered=st.booleans(), seed=st.integers(0, 99))
-def test_property_search_equals_brute_force(docs, query, k, quantize, filtered, seed):
+       k=st.integers(0, 15), quantize=st.booleans(), filtered=st.booleans(), seed=st.integers(0, 99),
+       use_compiled=st.booleans())
+def test_property_search_equals_brute_force(docs, query, k, quantize, filtered, seed, use_compiled):
     ids = np.random.default_rng(seed).permutation(len(docs)).astype(np.int64) * 3 - 5
     allow = even if filtered else None
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, compiled() if use_compiled else contextlib.nullcontext():
         write_sparse(Path(d), ids, docs, quantize=quantize)
         r = open_sparse(Path(d))
         got_ids, got_s = r.search(query, k, allow)
@@ -348,9 +356,11 @@ def test_pruned_equals_brute_force_on_zipf(tmp_path, quantize):
                     np.testing.assert_array_equal(got[1], want[1])
 
 
-def test_pruning_at_default_thresholds_scores_few_docs(tmp_path):
+@pytest.mark.parametrize("loop", [False, True])
+def test_pruning_at_default_thresholds_scores_few_docs(tmp_path, loop):
     """Benchmark-like density at 30k docs: the default knobs prune most queries, and those score
-    only a small fraction of their hits exactly, with the same top-10 as exhaustive scoring."""
+    only a small fraction of their hits exactly, with the same top-10 as exhaustive scoring. With the
+    compiled loop at hand pruning starts from more postings; without it (no numba), from fewer."""
     rng = np.random.default_rng(3)
     ids, docs, queries = zipf_docs(rng, 30_000, vocab=30_000, terms=60)
     write_sparse(tmp_path, ids, docs)
@@ -362,7 +372,8 @@ def test_pruning_at_default_thresholds_scores_few_docs(tmp_path):
         exact.append(len(pos))
         return inner(reader, pos, qt, qw)
     pruned = 0
-    with mock.patch.object(SparseReader, "_exact", spy):
+    with mock.patch.object(SparseReader, "_exact", spy), \
+            mock.patch.multiple(sparse_module, _COMPILED_AFTER=0, _COMPILED_MIN_DOCS=20_000 if loop else 10**18):
         for q in queries[:12]:
             exact.clear()
             assert_same_top_k(r, q, 10, None)
@@ -370,7 +381,7 @@ def test_pruning_at_default_thresholds_scores_few_docs(tmp_path):
                 pruned += 1
                 hits = len(r.search(q, len(r), prune=False)[0])
                 assert sum(exact) < hits / 20
-    assert pruned >= 6
+    assert pruned >= (3 if loop else 6)  # with the loop, only the queries of >= 80k postings prune (5 of these 12)
 
 
 def test_pruning_falls_back_on_odd_query_weights(tmp_path):
@@ -431,3 +442,32 @@ def test_property_pruned_equals_exhaustive_and_brute_force(docs, query, k, quant
         np.testing.assert_array_equal(got_ids, want_ids)
         np.testing.assert_array_equal(got_s, want_s)
         del r
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_equals_exhaustive_on_zipf(tmp_path, seed, quantize):
+    """The compiled loop (the path of segments of >= 20k docs) returns NumPy's exhaustive top-k bit for bit:
+    the same ids, float32 scores and tie order (dyadic weights tie often), under every filter, in any thread."""
+    rng = np.random.default_rng(50 + seed)
+    n = int(rng.integers(300, 1500))
+    ids, docs, queries = zipf_docs(rng, n, dyadic=seed % 2 == 1)
+    write_sparse(tmp_path, ids, docs, quantize=quantize)
+    r = open_sparse(tmp_path)
+    ran = []
+    real = sparse_module._compiled()
+    assert real is not None, "numba is a dependency: the compiled loop must import"
+    spy = mock.patch.object(sparse_module, "_compiled", lambda: lambda *a: ran.append(1) or real(*a))
+
+    def check():
+        for q in queries:
+            for k in (1, 10, 37, n + 5):
+                for allow in (None, even, sparse_allow, as_scope(sparse_allow), lambda x: np.zeros(len(x), bool)):
+                    assert_same_top_k(r, q, k, allow)
+
+    with compiled(), spy:
+        check()
+        worker = threading.Thread(target=check)  # its own scratch buffers
+        worker.start()
+        worker.join()
+    assert len(ran) >= 2 * 4 * 5 * (len(queries) - 3)  # the empty and absent queries never reach it

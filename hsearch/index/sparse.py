@@ -40,11 +40,17 @@ margin: the relative slack is far above float64 summation error and float32's ha
 whose float32 score could tie or beat the k-th is dropped, and the top-k (ids, float32 scores, tie
 order) is identical to exhaustive scoring. Queries with few postings, non-positive weights or a
 large k take the exhaustive path, which `search(..., prune=False)` forces.
+
+In segments of >= 20k docs the exhaustive path is a compiled loop (sparse_kernel.py, numba): one pass over
+the query's postings into a float64 accumulator, one over the docs they touched into a top-k heap, with the
+same sums in the same order. There it is the faster path up to ~80k query postings, and pruning only pays
+beyond (benchmarks/bench_sparse.py).
 """
 from __future__ import annotations
 
 import itertools
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +83,50 @@ _SEEDS_K = 4              # ... but at least _SEEDS_K * k (their k-th full score
 _FINAL = 16               # stop refining with lookups once this few candidates remain
 _DENSE = 8                # terms in >= 1/_DENSE of the docs are looked up through a dense column
 _SLACK = 1e-6             # relative; see the module docstring
+# Segments of at least this many docs are searched by the compiled loop (sparse_kernel.py) where numba imports:
+# one pass over the query's postings and one over the docs they touched, where NumPy's passes each cover every
+# doc. Below it NumPy's exhaustive path stays (~0.2 ms there): a process that never searches a larger segment
+# never imports numba.
+_COMPILED_MIN_DOCS = 20_000
+# The compiled loop costs ~4.5 ns a posting; NumPy's MaxScore pruning, ~0.4-0.6 ms whatever the postings: with
+# the loop at hand, pruning only from this many query postings (bench_sparse.py at 100k docs: level at ~83k).
+_PRUNE_MIN_POSTINGS_COMPILED = 80_000
+# Importing numba and loading the loop's cached machine code take a few tenths of a second (bench_sparse.py
+# prints it): a process pays that from its third search of a large segment on, so a one-shot query
+# (`hsearch query`) never does, and a server or an application does once.
+_COMPILED_AFTER = 2
+_NO_MASK = np.zeros(0, np.bool_)
+
+
+_KERNEL = {"searches": 0}
+
+
+def _compiled():
+    """sparse_kernel.top_k_postings; None for a process's first _COMPILED_AFTER searches of large segments, and
+    where numba does not import (NumPy's paths then serve)."""
+    if "loop" not in _KERNEL:
+        if _KERNEL["searches"] < _COMPILED_AFTER:
+            _KERNEL["searches"] += 1
+            return None
+        try:
+            from hsearch.index.sparse_kernel import top_k_postings
+        except ImportError:
+            top_k_postings = None
+        _KERNEL["loop"] = top_k_postings
+    return _KERNEL["loop"]
+
+
+class _Scratch(threading.local):
+    """The compiled loop's zeroed buffers, one set per thread (many threads may query one snapshot), made on
+    its first search in that thread."""
+
+    def __init__(self, n: int):
+        self.n, self.bufs = n, None
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.bufs is None:
+            self.bufs = (np.zeros(self.n, np.float64), np.zeros(self.n, np.bool_), np.empty(self.n, np.int32))
+        return self.bufs
 
 
 def _empty() -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +258,7 @@ class SparseReader:
         self._ids, self._terms, self._tp = (np.asarray(a) for a in (self.ids, self.terms, self.term_ptr))
         self._pd, self._pw = np.asarray(self.post_docs), np.asarray(self.post_weights)
         self._dp, self._dt, self._dw = (np.asarray(a) for a in (self.doc_ptr, self.doc_terms, self.doc_weights))
+        self._scratch = _Scratch(len(self._ids))
 
     @classmethod
     def open(cls, folder: Path) -> SparseReader:
@@ -258,12 +309,17 @@ class SparseReader:
         if len(at) == 0:
             return _empty()
         lo, hi = self._tp[at], self._tp[at + 1]
+        n = len(self._ids)
+        loop = _compiled() if prune and n >= _COMPILED_MIN_DOCS else None
         found = None
         postings = int((hi - lo).sum())
-        n = len(self._ids)
-        if (prune and k <= _PRUNE_MAX_K and postings >= _PRUNE_MIN_POSTINGS
+        if (prune and k <= _PRUNE_MAX_K and postings >= (_PRUNE_MIN_POSTINGS if loop is None else _PRUNE_MIN_POSTINGS_COMPILED)
                 and postings >= _PRUNE_MIN_POSTINGS_PER_DOC * n and n >= max(_PRUNE_MIN_DOCS, _PRUNE_MIN_DOCS_PER_K * k)):
             found = self._search_pruned(qt, qw, at, lo, hi, k, allow)
+        if found is None and loop is not None:
+            mask = _NO_MASK if allow is None else self._allowed(allow, slice(None))
+            pos, scores = loop(self._pd, self._pw, lo, hi, qw, self.scale, k, mask, *self._scratch.buffers())
+            return self._ids[pos].astype(np.int64), scores
         if found is None:
             found = self._search_exhaustive(qw, lo, hi, allow)
         pos, acc = found

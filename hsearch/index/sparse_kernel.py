@@ -1,0 +1,82 @@
+"""The learned-sparse store's compiled scoring loop (numba): one pass over the query's postings and one over
+the docs they touched, with a top-k heap. NumPy needs a pass per step there (concatenate, multiply,
+bincount over every doc, nonzero over every doc, a partition), each one over the whole segment.
+
+Its sums are the NumPy paths' own, bit for bit: float64 products q * w added to 0.0 term after term, in the
+query's (ascending) term order, then one division by the segment's scale and a rounding to float32; no
+fast-math, so no reordering or fused multiply-adds. Ties at the cut go to the smaller position (id).
+
+numba is imported on the first search of a segment large enough to use this (sparse.py), not before: the
+import costs ~0.2 s, the first compilation ~1 s once per machine (cached on disk, `cache=True`).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def _better(s1, p1, s2, p2) -> bool:
+    return s1 > s2 or (s1 == s2 and p1 < p2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sift_down(hs, hp, size, i):
+    """Restore the heap below i; its root is the worst kept hit (lowest score, then the larger position)."""
+    while True:
+        worst, left = i, 2 * i + 1
+        for c in (left, left + 1):
+            if c < size and _better(hs[worst], hp[worst], hs[c], hp[c]):
+                worst = c
+        if worst == i:
+            return
+        hs[i], hs[worst] = hs[worst], hs[i]
+        hp[i], hp[worst] = hp[worst], hp[i]
+        i = worst
+
+
+@numba.njit(cache=True, nogil=True)
+def top_k_postings(pd, pw, lo, hi, qw, scale, k, allow, acc, seen, touched):
+    """Top-k doc positions (int64) and float32 scores, best first, of the postings pd/pw[lo[t]:hi[t]] weighted
+    by qw[t]. Only docs scoring > 0 are hits; with a non-empty `allow` (a bool per position), only allowed ones.
+    acc (float64), seen (bool) and touched (int32), each of the segment's length, are all-zero scratch on entry
+    and are left so."""
+    n_touched = 0
+    for t in range(lo.shape[0]):
+        q = qw[t]
+        for j in range(lo[t], hi[t]):
+            d = pd[j]
+            if not seen[d]:
+                seen[d] = True
+                touched[n_touched] = d
+                n_touched += 1
+            acc[d] += np.float64(pw[j]) * q
+    hs = np.empty(k, np.float32)
+    hp = np.empty(k, np.int64)
+    size = 0
+    filtered = allow.shape[0] > 0
+    for i in range(n_touched):
+        d = touched[i]
+        a = acc[d]
+        acc[d] = 0.0
+        seen[d] = False
+        if not a > 0.0 or (filtered and not allow[d]):
+            continue
+        s = np.float32(a / scale)
+        if size < k:  # sift up
+            j = size
+            size += 1
+            hs[j], hp[j] = s, d
+            while j > 0:
+                parent = (j - 1) // 2
+                if not _better(hs[parent], hp[parent], hs[j], hp[j]):
+                    break
+                hs[j], hs[parent] = hs[parent], hs[j]
+                hp[j], hp[parent] = hp[parent], hp[j]
+                j = parent
+        elif _better(s, d, hs[0], hp[0]):
+            hs[0], hp[0] = s, d
+            _sift_down(hs, hp, size, 0)
+    order = np.argsort(hp[:size], kind="mergesort")  # by position, then stably by score: best first
+    order = order[np.argsort(-hs[:size][order], kind="mergesort")]
+    return hp[:size][order], hs[:size][order]
