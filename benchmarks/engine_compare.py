@@ -37,6 +37,13 @@ COMPARE = {"dense": ["dense (depth 10)", "dense"], "sparse": ["sparse (depth 10)
            "dense+sparse (weighted)": ["dense+sparse"], "all": ["all"]}
 
 
+def compared(mode: str) -> list[str]:
+    """The hsearch rows a peer's mode is compared with; a "+ text" mode (hits with their texts, as hsearch's
+    come) with the same rows as the bare one."""
+    mode = mode.removesuffix(" + text")
+    return COMPARE.get(mode, [mode])
+
+
 class Bench:
     def __init__(self, args, name: str):
         self.args, self.name = args, name
@@ -142,7 +149,7 @@ class Bench:
                 return None if system == "hsearch" else ("hsearch bm25", R.get(("hsearch", "bm25")))
             if system == "hsearch":
                 return None  # hsearch's rows are the references of the other modes
-            key = mode if system == "hsearch store call" else COMPARE.get(mode, [mode])[0]
+            key = mode if system == "hsearch store call" else compared(mode)[0]
             return f"hsearch {key}", R.get(("hsearch", key))
 
         for row in self.latency:
@@ -203,7 +210,7 @@ def report(b: Bench, title: str, data_lines: list[str]) -> str:
     for r in b.latency:
         if r["system"].startswith("hsearch"):
             continue
-        for ref in COMPARE.get(r["mode"], [r["mode"]]):
+        for ref in compared(r["mode"]):
             if ref in hs:
                 h = hs[ref]
                 ratios.append(f"| {r['system']} {r['mode']} | hsearch {ref} | {fmt_ms(r['p50'])} | "

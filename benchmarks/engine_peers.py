@@ -225,13 +225,16 @@ class BM25sPeer(Peer):
 
 class QdrantPeer(Peer):
     """qdrant-edge: one EdgeShard holding named vectors dense (HNSW), colbert (multivector, MaxSim, no
-    HNSW: it only re-ranks) and sparse, built with upserts of 500 points then `optimize()`."""
+    HNSW: it only re-ranks) and sparse, built with upserts of 500 points then `optimize()`. Each point
+    carries its chunk's text as payload; every mode runs twice: ids and scores only (Qdrant's bare engine),
+    and "+ text" (`with_payload`), which returns the text with each hit as hsearch's hits do."""
 
     name = "qdrant-edge"
 
     def __init__(self, threads: int, colbert: bool = True):
         self.threads, self.with_colbert = threads, colbert
-        self.modes = ("dense", "sparse", "dense+sparse", "dense+sparse (dbsf)") + (("colbert", "all") if colbert else ())
+        bare = ("dense", "sparse", "dense+sparse", "dense+sparse (dbsf)") + (("colbert", "all") if colbert else ())
+        self.modes = bare + tuple(f"{m} + text" for m in bare)
 
     def build(self, corpus, folder):
         import qdrant_edge as q
@@ -263,7 +266,7 @@ class QdrantPeer(Peer):
             vec = {"dense": corpus.dense[i].tolist(), "sparse": q.SparseVector(terms.tolist(), weights.tolist())}
             if self.with_colbert:
                 vec["colbert"] = corpus.colbert_row(i).tolist()
-            batch.append(q.Point(int(corpus.ids[i]), vec))
+            batch.append(q.Point(int(corpus.ids[i]), vec, {"text": corpus.texts[i]}))
             if len(batch) == 500:
                 self.shard.update(q.UpdateOperation.upsert_points(batch))
                 batch = []
@@ -287,6 +290,8 @@ class QdrantPeer(Peer):
 
     def search(self, mode, i):
         q = self.q
+        text = mode.endswith(" + text")
+        mode = mode.removesuffix(" + text")
         if mode == "dense":
             req = q.QueryRequest(limit=self.k, query=self.qd[i], params=self.params)
         elif mode == "sparse":
@@ -300,7 +305,11 @@ class QdrantPeer(Peer):
             final = {"dense+sparse": q.Fusion.Rrf(k=RRF_K), "dense+sparse (dbsf)": q.Fusion.Dbsf(),
                      "all": self.qc[i] if self.qc else None}[mode]
             req = q.QueryRequest(limit=self.k, query=final, prefetches=pre)
-        return np.array([p.id for p in self.shard.query(req)], np.int64)
+        req.with_payload = text
+        hits = self.shard.query(req)
+        if text and hits and not hits[0].payload.get("text"):
+            raise RuntimeError("qdrant-edge returned no payload text")
+        return np.array([p.id for p in hits], np.int64)
 
     def close(self):
         self.shard.close()
