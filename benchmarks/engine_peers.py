@@ -293,19 +293,18 @@ class QdrantPeer(Peer):
         text = mode.endswith(" + text")
         mode = mode.removesuffix(" + text")
         if mode == "dense":
-            req = q.QueryRequest(limit=self.k, query=self.qd[i], params=self.params)
+            req = q.QueryRequest(limit=self.k, with_payload=text, query=self.qd[i], params=self.params)
         elif mode == "sparse":
-            req = q.QueryRequest(limit=self.k, query=self.qs[i])
+            req = q.QueryRequest(limit=self.k, with_payload=text, query=self.qs[i])
         elif mode == "colbert":  # as hsearch's colbert mode: the dense top-200 re-ranked by MaxSim
-            req = q.QueryRequest(limit=self.k, query=self.qc[i], prefetches=[
+            req = q.QueryRequest(limit=self.k, with_payload=text, query=self.qc[i], prefetches=[
                 q.Prefetch(limit=max(200, self.depth), query=self.qd[i], params=self.params)])
         else:
             pre = [q.Prefetch(limit=self.depth, query=self.qd[i], params=self.params),
                    q.Prefetch(limit=self.depth, query=self.qs[i])]
             final = {"dense+sparse": q.Fusion.Rrf(k=RRF_K), "dense+sparse (dbsf)": q.Fusion.Dbsf(),
                      "all": self.qc[i] if self.qc else None}[mode]
-            req = q.QueryRequest(limit=self.k, query=final, prefetches=pre)
-        req.with_payload = text
+            req = q.QueryRequest(limit=self.k, with_payload=text, query=final, prefetches=pre)
         hits = self.shard.query(req)
         if text and hits and not hits[0].payload.get("text"):
             raise RuntimeError("qdrant-edge returned no payload text")
