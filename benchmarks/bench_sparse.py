@@ -8,9 +8,9 @@ about the range BGE-M3's sparse head produces.
 
 Each query runs through four paths of `SparseReader.search`, in turn, so all see the same machine load:
 - default: what `search` does (its rules choose between the three below);
-- compiled: the numba loop alone (sparse_kernel.py; the default's exhaustive path from 20k docs);
-- pruned: NumPy's MaxScore pruning, without the loop, where the segment is large enough (with --any-size
-  always), else NumPy's exhaustive scoring;
+- compiled: the numba loop alone (sparse_kernel.py; the default's exhaustive path);
+- pruned: NumPy alone, as where numba does not import: MaxScore pruning where the segment is large
+  enough (with --any-size always), else NumPy's exhaustive scoring;
 - exhaustive: NumPy's exhaustive scoring (`prune=False`).
 The script first checks that all four return identical top-k ids and float32 scores (exit status 1
 otherwise), then reports median / p95 latency of each (wall clock, and the thread's CPU time). Before
@@ -91,15 +91,11 @@ def main(argv=None):
         print(f"build {build:.2f}s  ({r.meta['n_postings']} postings, {r.meta['n_terms']} terms, "
               f"{size / 2**20:.1f} MiB, quantize={a.quantize})")
 
-        defaults = {k: getattr(sparse, k) for k in ("_COMPILED_MIN_DOCS", "_PRUNE_MIN_POSTINGS_COMPILED")}
+        pruning_from = sparse._PRUNE_MIN_POSTINGS_COMPILED
 
         def search(path, q):
-            for name, value in defaults.items():
-                setattr(sparse, name, value)
-            if path == "compiled":
-                sparse._COMPILED_MIN_DOCS, sparse._PRUNE_MIN_POSTINGS_COMPILED = 0, 10**18
-            elif path == "pruned":
-                sparse._COMPILED_MIN_DOCS = 10**18
+            sparse.use_compiled(path != "pruned")
+            sparse._PRUNE_MIN_POSTINGS_COMPILED = 10**18 if path == "compiled" else pruning_from
             return r.search(q, a.k, prune=path != "exhaustive")
 
         def postings(q):  # the query's posting-list lengths, summed: the work of an exhaustive scorer
@@ -108,7 +104,6 @@ def main(argv=None):
             at = at[np.asarray(r.terms)[at] == t]
             return int((np.asarray(r.term_ptr)[at + 1] - np.asarray(r.term_ptr)[at]).sum())
 
-        sparse._COMPILED_AFTER = 0  # from the first search on: the cold start is timed here, not in the medians
         t0 = time.perf_counter()
         search("compiled", queries[0])
         print(f"first compiled search of this process: {time.perf_counter() - t0:.3f} s (numba's import, the loop's "

@@ -12,6 +12,16 @@ os.environ["HSEARCH_PRECISION"] = "fp32"
 from tiny_model import build_tiny_bgem3
 
 
+@pytest.fixture(autouse=True)
+def _sparse_loop_back_on():
+    """`hsearch query` run in-process (click's CliRunner) turns the sparse store's compiled loop off for the
+    process it runs in, as a one-shot query should: turn it back on for the tests after it."""
+    yield
+    from hsearch.index.sparse import use_compiled
+
+    use_compiled(True)
+
+
 @pytest.fixture(scope="session")
 def tiny_bgem3(tmp_path_factory):
     """A tiny random BGE-M3-format checkpoint folder (XLM-R + sparse_linear.pt + colbert_linear.pt)."""

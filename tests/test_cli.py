@@ -1,5 +1,7 @@
 """The CLI end to end on a tiny model: stable JSON shapes, clean errors, non-zero exit codes."""
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -104,3 +106,17 @@ def test_max_chunks_keeps_only_the_leading_window(run, tmp_path, tiny_bgem3):
                                                  "--json").output)] for n in ("all", "first")}
     assert sorted(hits["all"]) == ["long.txt", "short.txt"] and hits["first"] == ["short.txt"]
     assert run("index", docs, "--collection", tmp_path / "bad", "--model", tiny_bgem3, "--max-chunks", 0).exit_code != 0
+
+
+def test_one_shot_query_never_imports_numba(collection):
+    """`hsearch query` answers one query and exits: it scores sparse in NumPy rather than import numba for the
+    compiled loop; a process that goes on querying (the API, a server) uses the loop."""
+    folder = str(collection.folder)
+    cli = (f"import sys; from hsearch.cli import main; main(['query', 'dog park', '--collection', {folder!r}, '--mode', "
+           "'sparse', '--local', '--json'], standalone_mode=False); print('numba' in sys.modules)")
+    api = (f"import sys; from hsearch.engine import open_collection; hits = open_collection({folder!r}).search("
+           "'dog park', mode='sparse'); print(bool(hits), 'numba' in sys.modules)")
+    out = [subprocess.run([sys.executable, "-c", c], capture_output=True, text=True, check=True).stdout.split()
+           for c in (cli, api)]
+    assert out[0][-1] == "False" and '"id"' in " ".join(out[0])
+    assert out[1] == ["True", "True"]

@@ -99,16 +99,16 @@ def segment(tmp_path_factory):
 def forced_pruning(dense=4):
     """Pruning for any segment and k, with a small sample and few seeds so every step does work;
     `dense` sets which terms use dense columns (0: none, a huge value: all)."""
-    with mock.patch.multiple(sparse_module, _PRUNE_MIN_POSTINGS=0, _PRUNE_MIN_POSTINGS_PER_DOC=0,
+    with mock.patch.multiple(sparse_module, _PRUNE_MIN_POSTINGS=0, _PRUNE_MIN_POSTINGS_COMPILED=0, _PRUNE_MIN_POSTINGS_PER_DOC=0,
                              _PRUNE_MIN_DOCS=0, _PRUNE_MIN_DOCS_PER_K=0,
                              _PRUNE_MAX_K=10**9, _SAMPLE=4, _SAMPLE_K=1, _SEEDS=2, _SEEDS_K=1, _FINAL=0,
                              _DENSE=dense):
         yield
 
 
-def compiled():
-    """The compiled loop (sparse_kernel.py) for segments of any size, from a process's first search."""
-    return mock.patch.multiple(sparse_module, _COMPILED_MIN_DOCS=0, _COMPILED_AFTER=0)
+def numpy_only():
+    """Search without the compiled loop (sparse_kernel.py), as where numba does not import."""
+    return mock.patch.dict(sparse_module._KERNEL, {"enabled": False})
 
 
 def as_scope(allow):
@@ -117,14 +117,14 @@ def as_scope(allow):
     return Scope((), allow, lambda where: np.empty(0, np.int64))
 
 
-@pytest.mark.parametrize("pruning", ["default", "forced", "compiled"])
+@pytest.mark.parametrize("pruning", ["default", "forced", "numpy"])
 @pytest.mark.parametrize("quantize", [False, True])
 @pytest.mark.parametrize("n", [0, 1, 17, 1000])
 def test_search_and_score_equal_brute_force(segment, n, quantize, pruning):
     ids, docs, r = segment(n, quantize)
     assert len(r) == n
     probe = np.r_[ids, [10**7, -10**7]].astype(np.int64)  # plus ids the segment lacks
-    path = {"forced": forced_pruning, "compiled": compiled}.get(pruning, contextlib.nullcontext)
+    path = {"forced": forced_pruning, "numpy": numpy_only}.get(pruning, contextlib.nullcontext)
     with path():
         for q in make_queries(np.random.default_rng(100 + n)):
             full = brute_scores(docs, q, quantize).astype(np.float32)
@@ -258,11 +258,11 @@ weights = st.integers(1, 16).map(lambda i: i / 8)
 @given(docs=st.lists(st.dictionaries(st.integers(0, 30), weights, max_size=8), max_size=12),
        query=st.dictionaries(st.integers(0, 40), weights, max_size=6),
        k=st.integers(0, 15), quantize=st.booleans(), filtered=st.booleans(), seed=st.integers(0, 99),
-       use_compiled=st.booleans())
-def test_property_search_equals_brute_force(docs, query, k, quantize, filtered, seed, use_compiled):
+       loop=st.booleans())
+def test_property_search_equals_brute_force(docs, query, k, quantize, filtered, seed, loop):
     ids = np.random.default_rng(seed).permutation(len(docs)).astype(np.int64) * 3 - 5
     allow = even if filtered else None
-    with tempfile.TemporaryDirectory() as d, compiled() if use_compiled else contextlib.nullcontext():
+    with tempfile.TemporaryDirectory() as d, contextlib.nullcontext() if loop else numpy_only():
         write_sparse(Path(d), ids, docs, quantize=quantize)
         r = open_sparse(Path(d))
         got_ids, got_s = r.search(query, k, allow)
@@ -373,7 +373,7 @@ def test_pruning_at_default_thresholds_scores_few_docs(tmp_path, loop):
         return inner(reader, pos, qt, qw)
     pruned = 0
     with mock.patch.object(SparseReader, "_exact", spy), \
-            mock.patch.multiple(sparse_module, _COMPILED_AFTER=0, _COMPILED_MIN_DOCS=20_000 if loop else 10**18):
+            contextlib.nullcontext() if loop else numpy_only():
         for q in queries[:12]:
             exact.clear()
             assert_same_top_k(r, q, 10, None)
@@ -447,7 +447,7 @@ def test_property_pruned_equals_exhaustive_and_brute_force(docs, query, k, quant
 @pytest.mark.parametrize("quantize", [False, True])
 @pytest.mark.parametrize("seed", range(4))
 def test_compiled_equals_exhaustive_on_zipf(tmp_path, seed, quantize):
-    """The compiled loop (the path of segments of >= 20k docs) returns NumPy's exhaustive top-k bit for bit:
+    """The compiled loop (the exhaustive path where numba imports) returns NumPy's exhaustive top-k bit for bit:
     the same ids, float32 scores and tie order (dyadic weights tie often), under every filter, in any thread."""
     rng = np.random.default_rng(50 + seed)
     n = int(rng.integers(300, 1500))
@@ -465,7 +465,7 @@ def test_compiled_equals_exhaustive_on_zipf(tmp_path, seed, quantize):
                 for allow in (None, even, sparse_allow, as_scope(sparse_allow), lambda x: np.zeros(len(x), bool)):
                     assert_same_top_k(r, q, k, allow)
 
-    with compiled(), spy:
+    with spy:
         check()
         worker = threading.Thread(target=check)  # its own scratch buffers
         worker.start()

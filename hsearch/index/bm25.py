@@ -172,7 +172,7 @@ class BM25Index:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         while True:  # over-fetch until k allowed hits survive the snapshot/filter, or hits run out
             hits = searcher.search(query, limit).hits
-            ids = np.array([searcher.doc(a)["chunk_id"][0] for _s, a in hits], dtype=np.int64)
+            ids = _chunk_ids(searcher, hits)
             scores = np.array([s for s, _a in hits], dtype=np.float32)
             if allow is not None and len(ids):
                 keep = allow(ids)
@@ -195,7 +195,14 @@ class BM25Index:
         only = tantivy.Query.const_score_query(
             tantivy.Query.term_set_query(self.index.schema, "chunk_id", [int(i) for i in ids]), 0.0)
         q = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, only)])
-        where = {int(c): i for i, c in enumerate(ids)}
-        for s, a in searcher.search(q, len(ids)).hits:
-            out[where[searcher.doc(a)["chunk_id"][0]]] = s
+        hits = searcher.search(q, len(ids)).hits
+        if hits:
+            order = np.argsort(ids, kind="stable")
+            out[order[np.searchsorted(ids[order], _chunk_ids(searcher, hits))]] = [s for s, _a in hits]
         return out
+
+
+def _chunk_ids(searcher, hits) -> np.ndarray:
+    """The chunk ids of tantivy hits, read from the chunk_id fast field (a column) in one call, not from each
+    hit's stored document."""
+    return np.array(searcher.fast_field_values("chunk_id", [a for _s, a in hits]), dtype=np.int64)

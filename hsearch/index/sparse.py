@@ -41,10 +41,10 @@ whose float32 score could tie or beat the k-th is dropped, and the top-k (ids, f
 order) is identical to exhaustive scoring. Queries with few postings, non-positive weights or a
 large k take the exhaustive path, which `search(..., prune=False)` forces.
 
-In segments of >= 20k docs the exhaustive path is a compiled loop (sparse_kernel.py, numba): one pass over
-the query's postings into a float64 accumulator, one over the docs they touched into a top-k heap, with the
-same sums in the same order. There it is the faster path up to ~80k query postings, and pruning only pays
-beyond (benchmarks/bench_sparse.py).
+Where numba imports, the exhaustive path is a compiled loop (sparse_kernel.py): one pass over the query's
+postings into a float64 accumulator, one over the docs they touched into a top-k heap, with the same sums
+in the same order. It is the faster path up to ~80k query postings, and pruning only pays beyond
+(benchmarks/bench_sparse.py); `search(..., prune=False)` is NumPy's exhaustive scoring, the reference.
 """
 from __future__ import annotations
 
@@ -83,31 +83,29 @@ _SEEDS_K = 4              # ... but at least _SEEDS_K * k (their k-th full score
 _FINAL = 16               # stop refining with lookups once this few candidates remain
 _DENSE = 8                # terms in >= 1/_DENSE of the docs are looked up through a dense column
 _SLACK = 1e-6             # relative; see the module docstring
-# Segments of at least this many docs are searched by the compiled loop (sparse_kernel.py) where numba imports:
-# one pass over the query's postings and one over the docs they touched, where NumPy's passes each cover every
-# doc. Below it NumPy's exhaustive path stays (~0.2 ms there): a process that never searches a larger segment
-# never imports numba.
-_COMPILED_MIN_DOCS = 20_000
-# The compiled loop costs ~4.5 ns a posting; NumPy's MaxScore pruning, ~0.4-0.6 ms whatever the postings: with
-# the loop at hand, pruning only from this many query postings (bench_sparse.py at 100k docs: level at ~83k).
+# Exhaustive scoring is a compiled loop (sparse_kernel.py) where numba imports: one pass over the query's postings
+# and one over the docs they touched, where NumPy's passes each cover every doc (1.7-3.5x faster from 1k to 100k
+# docs, benchmarks/bench_sparse.py). It costs ~4.5 ns a posting, NumPy's MaxScore pruning ~0.4-0.6 ms whatever the
+# postings: with the loop at hand, pruning only from this many query postings (at 100k docs: level at ~83k).
 _PRUNE_MIN_POSTINGS_COMPILED = 80_000
-# Importing numba and loading the loop's cached machine code take a few tenths of a second (bench_sparse.py
-# prints it): a process pays that from its third search of a large segment on, so a one-shot query
-# (`hsearch query`) never does, and a server or an application does once.
-_COMPILED_AFTER = 2
 _NO_MASK = np.zeros(0, np.bool_)
 
 
-_KERNEL = {"searches": 0}
+_KERNEL = {"enabled": True}
+
+
+def use_compiled(enabled: bool) -> None:
+    """Whether this process scores with the compiled loop. Importing numba and loading the loop's cached machine
+    code take a few tenths of a second (bench_sparse.py prints it): a process that answers one query and exits
+    (`hsearch query`) turns the loop off and scores in NumPy; a server or an application pays it once."""
+    _KERNEL["enabled"] = enabled
 
 
 def _compiled():
-    """sparse_kernel.top_k_postings; None for a process's first _COMPILED_AFTER searches of large segments, and
-    where numba does not import (NumPy's paths then serve)."""
+    """sparse_kernel.top_k_postings; None where the loop is turned off or numba does not import (NumPy then)."""
+    if not _KERNEL["enabled"]:
+        return None
     if "loop" not in _KERNEL:
-        if _KERNEL["searches"] < _COMPILED_AFTER:
-            _KERNEL["searches"] += 1
-            return None
         try:
             from hsearch.index.sparse_kernel import top_k_postings
         except ImportError:
@@ -310,7 +308,7 @@ class SparseReader:
             return _empty()
         lo, hi = self._tp[at], self._tp[at + 1]
         n = len(self._ids)
-        loop = _compiled() if prune and n >= _COMPILED_MIN_DOCS else None
+        loop = _compiled() if prune else None
         found = None
         postings = int((hi - lo).sum())
         if (prune and k <= _PRUNE_MAX_K and postings >= (_PRUNE_MIN_POSTINGS if loop is None else _PRUNE_MIN_POSTINGS_COMPILED)
