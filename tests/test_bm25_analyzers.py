@@ -6,6 +6,7 @@ The pieces are the bundled XLM-R tokenizer's (loaded once, about a second); coll
 encoder, since BM25 needs no vectors."""
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -14,6 +15,7 @@ from hsearch.cli import main
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.analyzers import NAMES, Analyzer
+import hsearch.index.bm25 as bm25_module
 from hsearch.index.bm25 import ANALYZER_FILE, BM25Index
 from hsearch.index.detect import detect, stemmer_for
 from hsearch.storage.manifest import Manifest
@@ -123,13 +125,18 @@ def test_a_query_in_each_script_finds_its_document(tmp_path):
     assert counts["english"] == 2 and counts["greek"] == 2 and counts["words"] >= 8
 
 
-def test_bm25_scores_candidates_as_its_search_does(tmp_path):
+@pytest.mark.parametrize("term_queries_up_to", [1000, 0])  # the ids as term queries, or as a term set
+def test_bm25_scores_candidates_as_its_search_does(tmp_path, monkeypatch, term_queries_up_to):
+    monkeypatch.setattr(bm25_module, "_TERM_QUERIES_UP_TO", term_queries_up_to)
     col = _col(tmp_path)
     col.index(_corpus(tmp_path, [{"_id": s, "text": v[0]} for s, v in SCRIPTS.items()]))
     bm25 = col.snapshot().bm25
+    every = np.arange(col.snapshot().n_chunks, dtype=np.int64)[::-1]  # in no particular order; most match nothing
     for query in ("dog park", "公园 парке", "दौड़"):
         ids, scores = bm25.search(query, 10)
-        assert len(ids) and list(bm25.score(query, ids)) == pytest.approx(list(scores))
+        assert len(ids) and list(bm25.score(query, ids)) == list(scores)  # the same float32, bit for bit
+        got = bm25.score(query, every)
+        assert dict(zip(every[got > 0].tolist(), got[got > 0].tolist())) == dict(zip(ids.tolist(), scores.tolist()))
     assert len(bm25.search("!!! ???", 5)[0]) == 0 and list(bm25.score("", [0, 1])) == [0, 0]
 
 

@@ -25,7 +25,11 @@ from hsearch.storage.atomic import fsync_dir
 from .analyzers import LEGACY, PIECES, VERSION, WORD_ANALYZERS, Analyzer
 from .base import Allow
 
-ANALYZER_FILE = "analyzer.json"  # beside tantivy's files: the analysis its terms were made with
+ANALYZER_FILE = "analyzer.json"
+# `score` names its chunks by one term query each up to this many, else by a term set: tantivy's term set
+# search cost ~1.2 ms for 100 ids in a 100k-chunk index, where 100 term queries cost ~0.12 ms plus ~0.06 ms to
+# build in Python; the latter grows with the ids, the former hardly.
+_TERM_QUERIES_UP_TO = 1000  # beside tantivy's files: the analysis its terms were made with
 
 
 def _schema(analyzer: str):
@@ -192,8 +196,13 @@ class BM25Index:
         query = self._query(text, searcher)
         if query is None:
             return out
-        only = tantivy.Query.const_score_query(
-            tantivy.Query.term_set_query(self.index.schema, "chunk_id", [int(i) for i in ids]), 0.0)
+        schema = self.index.schema
+        if len(ids) <= _TERM_QUERIES_UP_TO:  # one term query per id: 5x faster than a term set of 100 at 100k chunks
+            ids_query = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(schema, "chunk_id", int(i)))
+                                                     for i in ids])
+        else:
+            ids_query = tantivy.Query.term_set_query(schema, "chunk_id", [int(i) for i in ids])
+        only = tantivy.Query.const_score_query(ids_query, 0.0)
         q = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, only)])
         hits = searcher.search(q, len(ids)).hits
         if hits:
