@@ -26,9 +26,9 @@ from .analyzers import LEGACY, PIECES, VERSION, WORD_ANALYZERS, Analyzer
 from .base import Allow
 
 ANALYZER_FILE = "analyzer.json"
-# `score` names its chunks by one term query each up to this many, else by a term set: tantivy's term set
-# search cost ~1.2 ms for 100 ids in a 100k-chunk index, where 100 term queries cost ~0.12 ms plus ~0.06 ms to
-# build in Python; the latter grows with the ids, the former hardly.
+# `score` names its chunks by one term query each up to this many, else by a term set. Searching tantivy's term
+# set was most of a fused plan's BM25 time at 100k chunks (benchmarks/RESULTS.md, "Query path, session 12":
+# dense+bm25 4.57 -> 3.41 ms); the term queries' cost grows with the ids (each is built in Python), the set's hardly.
 _TERM_QUERIES_UP_TO = 1000  # beside tantivy's files: the analysis its terms were made with
 
 
