@@ -25,11 +25,11 @@ from hsearch.storage.atomic import fsync_dir
 from .analyzers import LEGACY, PIECES, VERSION, WORD_ANALYZERS, Analyzer
 from .base import Allow
 
-ANALYZER_FILE = "analyzer.json"
+ANALYZER_FILE = "analyzer.json"  # beside tantivy's files: the analysis its terms were made with
 # `score` names its chunks by one term query each up to this many, else by a term set. Searching tantivy's term
 # set was most of a fused plan's BM25 time at 100k chunks (benchmarks/RESULTS.md, "Query path, session 12":
 # dense+bm25 4.57 -> 3.41 ms); the term queries' cost grows with the ids (each is built in Python), the set's hardly.
-_TERM_QUERIES_UP_TO = 1000  # beside tantivy's files: the analysis its terms were made with
+_TERM_QUERIES_UP_TO = 1000
 
 
 def _schema(analyzer: str):
@@ -197,7 +197,7 @@ class BM25Index:
         if query is None:
             return out
         schema = self.index.schema
-        if len(ids) <= _TERM_QUERIES_UP_TO:  # one term query per id: 5x faster than a term set of 100 at 100k chunks
+        if len(ids) <= _TERM_QUERIES_UP_TO:  # one term query per id (see _TERM_QUERIES_UP_TO)
             ids_query = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(schema, "chunk_id", int(i)))
                                                      for i in ids])
         else:
