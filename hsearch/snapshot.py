@@ -99,14 +99,8 @@ class Snapshot:
     def passages_per_document(self) -> float:
         """Mean passages per live document (whole-document views left out), counted once per snapshot."""
         if self._passages_per_document is None:
-            rows = []
-            for s in self.segments:
-                ids = np.arange(s.start, s.end, dtype=np.int64)
-                keep = self.live(ids)
-                if s.views is not None:
-                    keep &= (s.views & PASSAGE) != 0
-                rows.append(s.doc_rows[ids[keep] - s.start])
-            rows = np.concatenate(rows) if rows else np.empty(0, np.int64)
+            ids = np.concatenate([np.arange(s.start, s.end, dtype=np.int64) for s in self.segments] or [np.empty(0, np.int64)])
+            rows = self.doc_rows(ids[self.live(ids) & self.in_view(ids, PASSAGE)])
             self._passages_per_document = len(rows) / max(len(np.unique(rows)), 1)
         return self._passages_per_document
 
