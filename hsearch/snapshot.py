@@ -62,7 +62,11 @@ class Snapshot:
         self.bm25_whole = BM25Index(whole, analyzer) if self.bm25 is not None and whole.exists() else None
         self.local = SegmentSource(self.segments)
         remote = open_remote(config, folder, self.manifest, self.dead_chunks)
-        bm25 = ReaderSource("bm25", self.bm25, self.bm25_whole) if self.bm25 else None
+        bm25 = None
+        if self.bm25 is not None:  # deletions a killed run left in BM25 are checked against the tombstones
+            unpurged = self.manifest.tombstones and any(b.purged() != self.manifest.tombstones
+                                                        for b in (self.bm25, self.bm25_whole) if b is not None)
+            bm25 = ReaderSource("bm25", self.bm25, self.bm25_whole, check=self.live if unpurged else None)
         self.sources = [s for s in (bm25, self.local, remote) if s]
         self._scopes: dict[tuple, Scope] = {}  # see scope()
         self._passages_per_document: float | None = None

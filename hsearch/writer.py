@@ -131,9 +131,14 @@ class Writer:
             if f.name != self.manifest.tombstones:
                 f.unlink()
         self.docs.delete_rows_not_in(sorted(self.manifest.doc_segments))
+        tombstones = self.manifest.tombstones
         for bm25 in self.bm25.values():
             bm25.delete_from(self.manifest.next_chunk_id)
+            if tombstones and bm25.purged() != tombstones:  # a run killed after its manifest, before BM25's deletions
+                bm25.delete(self.manifest.load_tombstones(self.folder)[0])
             bm25.commit()
+            if tombstones and bm25.purged() != tombstones:
+                bm25.mark_purged(tombstones)
         self.sink.recover(self.manifest, self.manifest.load_tombstones(self.folder)[0])
 
     # ---- the run ----------------------------------------------------------------------------
@@ -215,6 +220,7 @@ class Writer:
         for bm25 in self.bm25.values() if replaced else ():  # safe now: the manifest no longer shows these chunks
             bm25.delete(replaced_chunks)
             bm25.commit()
+            bm25.mark_purged(tomb)
 
     # ---- merging (hsearch/merge.py) ---------------------------------------------------------
     def merge(self, everything: bool = False) -> int:

@@ -88,7 +88,50 @@ def test_kill_9_mid_index_then_query_and_resume(tmp_path, tiny_bgem3):
     assert report.commits > 0, "the run finished before the kill; nothing was interrupted"
     assert report.added + report.updated + report.unchanged == 120
     assert col.info()["documents"] == 120
-    assert len(col.search("new document", mode="bm25", k=500)) == 120
+    hits = col.search("new document", mode="bm25", k=500)
+    assert sorted(h.id for h in hits) == [f"doc{i:03d}.txt" for i in range(120)]
+    assert all(h.snippet.startswith("new") for h in hits)  # no replaced text beside its replacement
+
+
+def test_run_killed_between_its_manifest_and_bm25_deletions_returns_no_deleted_chunk(tmp_path, tiny_bgem3, monkeypatch):
+    """A commit that replaces documents saves its manifest, then deletes their old chunks from BM25. Killed in
+    between, BM25 keeps them; a merge then drops them from the segment stores, whose masks stop looking them
+    up. Neither the next writer's merges nor a reader of such a collection may return them (the kill -9 test
+    above once found two old documents next to their replacements)."""
+    import shutil
+
+    from hsearch.index.bm25 import BM25Index
+
+    folder = tmp_path / "c"
+    col = open_collection(folder, create=True, model=str(tiny_bgem3))
+    col.add([{"id": f"d{i}", "text": f"old words number {i}"} for i in range(4)])
+
+    def killed(self, ids):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(BM25Index, "delete", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        col.add([{"id": "d0", "text": "new words number 0"}, {"id": "d1", "text": "new words number 1"}])
+    monkeypatch.undo()
+    left = tmp_path / "bm25-as-the-kill-left-it"
+    shutil.copytree(folder / "bm25", left)
+
+    def found(query):
+        hits = open_collection(folder).search(query, mode="bm25", k=50)
+        return sorted(h.id for h in hits), {h.snippet.split()[0] for h in hits if h.id in ("d0", "d1")}
+
+    assert found("words") == (["d0", "d1", "d2", "d3"], {"new"})  # before any merge: the masks look them up
+    col.optimize()  # a writer opens (and deletes them from BM25), then merges every segment into one
+    assert found("words") == (["d0", "d1", "d2", "d3"], {"new"})
+    assert found("old") == (["d2", "d3"], set())
+
+    shutil.rmtree(folder / "bm25")  # the merged collection with BM25 as the kill left it (a collection merged
+    shutil.copytree(left, folder / "bm25")  # by a version that did not delete them again)
+    assert found("words") == (["d0", "d1", "d2", "d3"], {"new"})
+    assert found("old") == (["d2", "d3"], set())
+    col.add([{"id": "d4", "text": "old words number 4"}])  # the next writer deletes them from BM25 for good
+    assert BM25Index(folder / "bm25", "auto").purged() == open_collection(folder).snapshot().manifest.tombstones
+    assert found("old") == (["d2", "d3", "d4"], set())
 
 
 def test_commit_landing_while_a_write_starts_is_kept(tmp_path, tiny_bgem3, monkeypatch):

@@ -84,15 +84,20 @@ class ReaderSource:
     """One reader with `search(query, k, allow)` and `score(query, ids)` serving one signal (BM25), and
     optionally another one for the whole-document view (BM25 statistics are kept per view)."""
 
-    def __init__(self, signal: str, reader, whole=None):
-        self.signals, self.reader, self.whole = frozenset({signal}), reader, whole
+    def __init__(self, signal: str, reader, whole=None, check=None):
+        # check: a mask every hit must pass besides the scope's (deleted chunks the reader may still hold
+        # after a run killed mid-commit, see index/bm25.py)
+        self.signals, self.reader, self.whole, self.check = frozenset({signal}), reader, whole, check
 
     def collect(self, first, depth, score, scope, extra):
         if scope.view == WHOLE and self.whole is not None:
-            return _collect(ReaderSource(next(iter(self.signals)), self.whole), first, depth, score, scope, extra)
+            whole = ReaderSource(next(iter(self.signals)), self.whole, check=self.check)
+            return _collect(whole, first, depth, score, scope, extra)
         return _collect(self, first, depth, score, scope, extra)
 
     def search(self, signal, query, k, allow):
+        if self.check is not None:
+            allow = (lambda ids, scope=allow: scope(ids) & self.check(ids)) if allow is not None else self.check
         return self.reader.search(query, k, allow)
 
     def score(self, signal, query, ids):

@@ -4,6 +4,12 @@ Unlike the segment stores it is mutable (tantivy has its own segments and commit
 filter its hits through the manifest's snapshot: chunks of uncommitted or deleted segments are
 never returned, and BM25's corpus statistics span the whole collection.
 
+Deleted chunks leave it after the manifest that deletes them is saved (before, they are still live), so a
+run killed in between leaves them here. `PURGED_FILE` names the manifest's tombstones file once all of its
+chunks are gone from tantivy; while it names another one, readers check every hit against the
+tombstones (a merge may have dropped those chunks from the segment stores, and with them the check), and
+the next writer deletes them again (hsearch/writer.py).
+
 The text is analysed here, in Python, by the collection's analyzer (hsearch/index/analyzers.py): the
 terms go to tantivy whitespace-joined, into one field that tantivy only splits at spaces, and queries
 are built term by term from the same analysis. A collection built before analyzers (`en_stem`, or
@@ -20,12 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from hsearch.errors import CollectionError
-from hsearch.storage.atomic import fsync_dir
+from hsearch.storage.atomic import fsync_dir, write_json_atomic
 
 from .analyzers import LEGACY, PIECES, VERSION, WORD_ANALYZERS, Analyzer
 from .base import Allow
 
 ANALYZER_FILE = "analyzer.json"  # beside tantivy's files: the analysis its terms were made with
+PURGED_FILE = "purged.json"  # {"tombstones": the manifest's tombstones file whose chunks are all deleted here}
 # `score` names its chunks by one term query each up to this many, else by a term set. Searching tantivy's term
 # set was most of a fused plan's BM25 time at 100k chunks (benchmarks/RESULTS.md, "Query path, session 12":
 # dense+bm25 4.57 -> 3.41 ms); the term queries' cost grows with the ids (each is built in Python), the set's hardly.
@@ -50,6 +57,7 @@ class BM25Index:
         import tantivy
 
         folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.analyzer = None if analyzer in LEGACY else Analyzer(analyzer, self._record(folder, analyzer))
         self.index = tantivy.Index(_schema(analyzer), path=str(folder), reuse=True)
         self._writer = None
@@ -112,6 +120,16 @@ class BM25Index:
 
         q = tantivy.Query.range_query(self.index.schema, "chunk_id", tantivy.FieldType.Integer, first_id, 2**62)
         self._writer_().delete_documents_by_query(q)
+
+    def purged(self) -> str | None:
+        """The tombstones file (storage/manifest.py) whose chunks are all deleted from this index; "" for
+        none recorded (a new index, or one from before the record)."""
+        path = self.folder / PURGED_FILE
+        return json.loads(path.read_text())["tombstones"] if path.exists() else ""
+
+    def mark_purged(self, tombstones: str | None) -> None:
+        """Record that `tombstones`' chunks are deleted here (after the commit that deleted them)."""
+        write_json_atomic(self.folder / PURGED_FILE, {"tombstones": tombstones})
 
     def commit(self) -> None:
         if self._writer is not None:
