@@ -266,3 +266,33 @@ def test_one_signal_plans_cut_at_k_and_return_what_their_full_depth_returns(tmp_
     for (q, m, k), hits in got.items():
         full = col.search(q, mode=m, k=k)
         assert [(h.id, h.chunk, h.score) for h in hits] == [(h.id, h.chunk, h.score) for h in full], (q, m, k)
+
+
+def test_a_sparse_cut_holds_on_a_tie_and_returns_what_the_full_depth_returns(tmp_path, monkeypatch):
+    """The sparse store orders equal scores by chunk id, as the ranking does, so a one-signal sparse plan's cut
+    holds when its k-th document ties the short list's last chunk (identical texts tie exactly). BM25 and dense
+    order ties their own way, so their plans go back for the full depth then."""
+    from hsearch.query import execute
+    from hsearch.query.plan import Plan
+
+    texts = ["alpha beta gamma", "alpha beta delta", "alpha epsilon", "zeta eta theta"]
+    docs = [{"id": f"d{i:02d}", "text": texts[i % len(texts)]} for i in range(48)]
+    col = open_collection(tmp_path / "c", create=True, encoder=FakeEncoder(dim=16, colbert_dim=8),
+                          config=CollectionConfig(model="fake", dense_index="flat"))
+    for part in range(4):  # four segments: the tie order holds across them
+        col.add(docs[part::4])
+    depths = []
+    rank = execute._Ranked._rank
+    monkeypatch.setattr(execute._Ranked, "_rank", lambda self, *a: depths.append(a[-1] if len(a) == 6 else None)
+                        or rank(self, *a))
+    got = {}
+    for q in ("alpha beta", "alpha", "gamma"):
+        for k in (1, 3, 5):
+            depths.clear()
+            got[q, k] = col.search(q, mode="sparse", k=k)
+            assert depths == [2 * k], (q, k, depths)  # the cut held, though the 2k-th chunk ties the k-th
+            assert len({h.score for h in got[q, k]}) == 1  # the top-k all tie
+    monkeypatch.setattr(Plan, "cuts_at_k", property(lambda self: False))
+    for (q, k), hits in got.items():
+        full = col.search(q, mode="sparse", k=k)
+        assert [(h.id, h.chunk, h.score) for h in hits] == [(h.id, h.chunk, h.score) for h in full], (q, k)

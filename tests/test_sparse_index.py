@@ -13,6 +13,7 @@ import json
 import tempfile
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -457,17 +458,24 @@ def test_compiled_equals_exhaustive_on_zipf(tmp_path, seed, quantize):
     ran = []
     real = sparse_module._compiled()
     assert real is not None, "numba is a dependency: the compiled loop must import"
-    spy = mock.patch.object(sparse_module, "_compiled", lambda: lambda *a: ran.append(1) or real(*a))
+    loops = SimpleNamespace(top_k_postings=lambda *a: ran.append(1) or real.top_k_postings(*a),
+                            exact_scores=lambda *a: ran.append(2) or real.exact_scores(*a))
+    spy = mock.patch.object(sparse_module, "_compiled", lambda: loops)
+    some = np.concatenate([ids[rng.permutation(n)[: n // 3]], [-1, ids.max() + 1]])  # with ids it lacks
+    with numpy_only():
+        rescored = [r.score(q, some) for q in queries]
 
     def check():
-        for q in queries:
+        for q, want in zip(queries, rescored):
             for k in (1, 10, 37, n + 5):
                 for allow in (None, even, sparse_allow, as_scope(sparse_allow), lambda x: np.zeros(len(x), bool)):
                     assert_same_top_k(r, q, k, allow)
+            np.testing.assert_array_equal(r.score(q, some), want)  # re-scoring: the compiled sums are NumPy's
 
     with spy:
         check()
         worker = threading.Thread(target=check)  # its own scratch buffers
         worker.start()
         worker.join()
-    assert len(ran) >= 2 * 4 * 5 * (len(queries) - 3)  # the empty and absent queries never reach it
+    assert ran.count(1) >= 2 * 4 * 5 * (len(queries) - 3)  # the empty and absent queries never reach it
+    assert ran.count(2) >= 2 * (len(queries) - 3)

@@ -31,7 +31,7 @@ def _collect(source, first: dict, depth: int, score: dict, scope: Scope, extra: 
             got_ids, got = found[s]
             scores = np.zeros(len(ids), np.float32)
             scores[np.searchsorted(ids, got_ids)] = got
-            rest = np.setdiff1d(ids, got_ids, assume_unique=True)
+            rest = np.setdiff1d(ids, got_ids, assume_unique=True) if len(ids) > len(got_ids) else ()
             if len(rest):
                 scores[np.searchsorted(ids, rest)] = source.score(s, q, rest)
             out[s] = scores
@@ -42,6 +42,11 @@ def _collect(source, first: dict, depth: int, score: dict, scope: Scope, extra: 
 
 class SegmentSource:
     """The stores of every segment of a snapshot: per-segment top-k merged, scores gathered by segment."""
+
+    # signals whose `search` orders equal scores by chunk id, smaller first, across segments too (sparse's
+    # positions follow ids; FAISS and tantivy keep their own order), which lets a one-signal plan's cut hold
+    # on a tie (query/execute.py, _Ranked._cut_holds)
+    ties_by_id = frozenset({"sparse"})
 
     def __init__(self, segments):
         self.segments = segments

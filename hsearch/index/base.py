@@ -25,3 +25,28 @@ class Reader(Protocol):
     def search(self, query, k: int, allow: Allow | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
     def score(self, query, ids: np.ndarray) -> np.ndarray: ...
+
+
+class Positions:
+    """Where given ids sit in a segment's ascending id array. A segment written in one commit holds one run
+    of consecutive ids (until a merge drops deleted ones), so a position is then the id minus the first:
+    no binary search, whose steps over a large id array miss the cache (~40 us for 200 ids at 100k chunks,
+    most of re-scoring them)."""
+
+    def __init__(self, ids: np.ndarray):
+        self.ids = ids
+        n = len(ids)
+        self.first = int(ids[0]) if n and int(ids[-1]) - int(ids[0]) == n - 1 else None
+
+    def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position per id, found mask); positions of missing ids are 0 or clipped (mask them)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        n = len(self.ids)
+        if n == 0 or ids.size == 0:
+            return np.zeros(ids.shape, np.int64), np.zeros(ids.shape, bool)
+        if self.first is not None:
+            pos = ids - self.first
+            found = (pos >= 0) & (pos < n)
+            return np.where(found, pos, 0), found
+        pos = np.minimum(np.searchsorted(self.ids, ids), n - 1)
+        return pos, self.ids[pos] == ids

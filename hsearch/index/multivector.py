@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from hsearch.errors import CollectionError, InputError
+from hsearch.index.base import Positions
 from hsearch.index.kernels import ranges
 from hsearch.index.maxsim import maxsim, maxsim_int8, maxsim_numpy, resolve_device, use_torch
 from hsearch.index.mv_codecs import codec_files, get_codec
@@ -210,6 +211,7 @@ class MultiVectorReader:
             c.shape[0] != t for c in self.codes.values()
         ):
             raise CollectionError(f"{self.folder}: file shapes disagree with {META}; rewrite the segment")
+        self._positions = Positions(np.asarray(self.ids))
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -226,13 +228,7 @@ class MultiVectorReader:
 
     def _rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row per id, found mask); rows of missing ids are 0 (mask them)."""
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if len(self) == 0 or ids.size == 0:
-            return np.zeros(ids.shape, np.int64), np.zeros(ids.shape, bool)
-        rows = np.searchsorted(self.ids, ids)
-        rows = np.minimum(rows, len(self) - 1)
-        found = np.asarray(self.ids[rows]) == ids
-        return rows.astype(np.int64), found
+        return self._positions(ids)
 
     def _gather(self, rows: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Codes of the given document rows, concatenated, and their new (len(rows)+1,) offsets."""

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from hsearch.errors import CollectionError, InputError
-from hsearch.index.base import Allow
+from hsearch.index.base import Allow, Positions
 from hsearch.index.kernels import ranges, top_k
 from hsearch.storage.arrays import load as load_npy
 
@@ -102,16 +102,16 @@ def use_compiled(enabled: bool) -> None:
 
 
 def _compiled():
-    """sparse_kernel.top_k_postings; None where the loop is turned off or numba does not import (NumPy then)."""
+    """The sparse_kernel module; None where the loops are turned off or numba does not import (NumPy then)."""
     if not _KERNEL["enabled"]:
         return None
-    if "loop" not in _KERNEL:
+    if "loops" not in _KERNEL:
         try:
-            from hsearch.index.sparse_kernel import top_k_postings
+            from hsearch.index import sparse_kernel
         except ImportError:
-            top_k_postings = None
-        _KERNEL["loop"] = top_k_postings
-    return _KERNEL["loop"]
+            sparse_kernel = None
+        _KERNEL["loops"] = sparse_kernel
+    return _KERNEL["loops"]
 
 
 class _Scratch(threading.local):
@@ -257,6 +257,7 @@ class SparseReader:
         self._pd, self._pw = np.asarray(self.post_docs), np.asarray(self.post_weights)
         self._dp, self._dt, self._dw = (np.asarray(a) for a in (self.doc_ptr, self.doc_terms, self.doc_weights))
         self._scratch = _Scratch(len(self._ids))
+        self._positions = Positions(self._ids)
 
     @classmethod
     def open(cls, folder: Path) -> SparseReader:
@@ -316,7 +317,7 @@ class SparseReader:
             found = self._search_pruned(qt, qw, at, lo, hi, k, allow)
         if found is None and loop is not None:
             mask = _NO_MASK if allow is None else self._allowed(allow, slice(None))
-            pos, scores = loop(self._pd, self._pw, lo, hi, qw, self.scale, k, mask, *self._scratch.buffers())
+            pos, scores = loop.top_k_postings(self._pd, self._pw, lo, hi, qw, self.scale, k, mask, *self._scratch.buffers())
             return self._ids[pos].astype(np.int64), scores
         if found is None:
             found = self._search_exhaustive(qw, lo, hi, allow)
@@ -356,6 +357,9 @@ class SparseReader:
     def _exact(self, pos: np.ndarray, qt: np.ndarray, qw: np.ndarray) -> np.ndarray:
         """float64 scores of doc positions `pos` through the forward index. Each doc's terms are added
         in ascending token order, from 0.0, as the inverted paths do: the sums are bitwise equal."""
+        loops = _compiled()
+        if loops is not None:
+            return loops.exact_scores(self._dp, self._dt, self._dw, pos, qt, qw)
         lo, hi = self._dp[pos], self._dp[pos + 1]
         span = ranges(lo, hi)
         t = self._dt[span]
@@ -495,8 +499,8 @@ class SparseReader:
         if not query or len(self.ids) == 0 or len(ids) == 0:
             return out
         qt, qw = _query_arrays(query)
-        pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
-        rows = np.flatnonzero(self._ids[pos] == ids)
+        pos, found = self._positions(ids)
+        rows = np.flatnonzero(found)
         out[rows] = (self._exact(pos[rows], qt, qw) / self.scale).astype(np.float32)
         return out
 

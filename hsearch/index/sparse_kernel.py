@@ -1,6 +1,8 @@
-"""The learned-sparse store's compiled scoring loop (numba): one pass over the query's postings and one over
-the docs they touched, with a top-k heap. NumPy needs a pass per step there (concatenate, multiply,
+"""The learned-sparse store's compiled loops (numba). `top_k_postings`: one pass over the query's postings and
+one over the docs they touched, with a top-k heap. NumPy needs a pass per step there (concatenate, multiply,
 bincount over every doc, nonzero over every doc, a partition), each one over the whole segment.
+`exact_scores`: given docs' scores through the forward index (re-scoring another signal's candidates), where
+NumPy's dozen small array steps cost more than the arithmetic.
 
 Its sums are the NumPy paths' own, bit for bit: float64 products q * w added to 0.0 term after term, in the
 query's (ascending) term order, then one division by the segment's scale and a rounding to float32; no
@@ -80,3 +82,27 @@ def top_k_postings(pd, pw, lo, hi, qw, scale, k, allow, acc, seen, touched):
     order = np.argsort(hp[:size], kind="mergesort")  # by position, then stably by score: best first
     order = order[np.argsort(-hs[:size][order], kind="mergesort")]
     return hp[:size][order], hs[:size][order]
+
+
+@numba.njit(cache=True, nogil=True)
+def exact_scores(dp, dt, dw, pos, qt, qw):
+    """float64 scores of doc positions `pos`: each doc's forward terms dt/dw[dp[p]:dp[p + 1]] (ascending token
+    ids) that the query holds (qt ascending, weights qw), added to 0.0 in that order, as `SparseReader._exact`."""
+    out = np.zeros(pos.shape[0], np.float64)
+    nq = qt.shape[0]
+    for i in range(pos.shape[0]):
+        p = pos[i]
+        acc = 0.0
+        for j in range(dp[p], dp[p + 1]):
+            t = dt[j]
+            lo, hi = 0, nq
+            while lo < hi:  # binary search of t in qt
+                mid = (lo + hi) >> 1
+                if qt[mid] < t:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < nq and qt[lo] == t:
+                acc += np.float64(dw[j]) * qw[lo]
+        out[i] = acc
+    return out

@@ -4,6 +4,8 @@ Retrieval and re-scoring go through the snapshot's sources (hsearch/backends/bas
 the vectors: hsearch's segment stores, BM25, or a Qdrant collection."""
 from __future__ import annotations
 
+from itertools import islice
+
 import numpy as np
 
 from hsearch.backends.local import EXACT_SEARCH_SCORES
@@ -98,15 +100,17 @@ class _Ranked:
     def __init__(self, plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None):
         if extra is None and plan.cuts_at_k:
             self._rank(plan, snapshot, enc, view, None, plan.cut_depth)
-            if self._cut_holds(plan):
+            if self._cut_holds(plan, snapshot):
                 return
         self._rank(plan, snapshot, enc, view, extra)
 
-    def _cut_holds(self, plan: Plan) -> bool:
+    def _cut_holds(self, plan: Plan, snapshot) -> bool:
         """Whether this short list's top-k documents are the full depth's (a one-signal plan, `Plan.cuts_at_k`):
         every chunk it left out scores below its k-th document. Such a chunk scores at most the list's last one
         in the store's search; a re-scored signal (dense) may differ from that by rounding, hence its margin.
-        A document's score is its best chunk's, so then no document left out could rank in the top-k."""
+        A document's score is its best chunk's, so then no document left out could rank in the top-k.
+        Where the store orders ties by chunk id, as the ranking here does, a tie with the last one is enough:
+        a chunk left out then has a larger id than every kept chunk of that score, the k-th document's too."""
         signal = plan.signals[0]
         exact = signal in EXACT_SEARCH_SCORES
         if len(self.cand) < plan.cut_depth:
@@ -115,6 +119,9 @@ class _Ranked:
             return False
         kth = float(self.fused[list(self.best.values())[plan.k - 1]])
         last = float(self.table[signal].min())
+        owner = next(src for src in snapshot.sources if signal in src.signals)
+        if exact and signal in getattr(owner, "ties_by_id", ()):
+            return kth >= last
         return kth > last + (0.0 if exact else max(1e-4 * max(abs(kth), abs(last)), 1e-5))
 
     def _rank(self, plan: Plan, snapshot, enc: Encoded, view: int | None, extra, depth: int | None = None):
@@ -126,8 +133,10 @@ class _Ranked:
         # document row -> index of its best chunk, best documents first
         self.best: dict[int, int] = dict(zip(rows[first].tolist(), order[first].tolist()))
 
-    def doc_scores(self) -> dict[int, float]:
-        return {row: float(self.fused[i]) for row, i in self.best.items()}
+    def doc_scores(self, limit: int | None = None) -> dict[int, float]:
+        """Document row -> its best chunk's fused score, best first (the first `limit` documents when given)."""
+        best = self.best.items() if limit is None else islice(self.best.items(), limit)
+        return {row: float(self.fused[i]) for row, i in best}
 
 
 def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None) -> list[Hit]:
@@ -137,9 +146,9 @@ def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None
     passages = _Ranked(plan, snapshot, enc, PASSAGE if views else None) if plan.doc_score != "whole" else None
     whole = _Ranked(plan, snapshot, enc_whole, WHOLE) if views and plan.doc_score != "maxp" else None
     if whole is None:
-        scores = passages.doc_scores()
+        scores = passages.doc_scores(plan.k)
     elif passages is None:
-        scores = whole.doc_scores()
+        scores = whole.doc_scores(plan.k)
     else:  # both: min-max each view's document scores; a document one view did not retrieve gets its 0
         p, w = (_minmax(r.doc_scores()) for r in (passages, whole))
         scores = {row: (1 - plan.whole_weight) * p.get(row, 0.0) + plan.whole_weight * w.get(row, 0.0)
