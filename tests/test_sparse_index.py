@@ -467,10 +467,11 @@ def test_compiled_equals_exhaustive_on_zipf(tmp_path, seed, quantize):
 
     def check():
         for q, want in zip(queries, rescored):
+            # re-scoring, before q's searches (after them it reads their sums): the compiled sums are NumPy's
+            np.testing.assert_array_equal(r.score(q, some), want)
             for k in (1, 10, 37, n + 5):
                 for allow in (None, even, sparse_allow, as_scope(sparse_allow), lambda x: np.zeros(len(x), bool)):
                     assert_same_top_k(r, q, k, allow)
-            np.testing.assert_array_equal(r.score(q, some), want)  # re-scoring: the compiled sums are NumPy's
 
     with spy:
         check()
@@ -479,3 +480,27 @@ def test_compiled_equals_exhaustive_on_zipf(tmp_path, seed, quantize):
         worker.join()
     assert ran.count(1) >= 2 * 4 * 5 * (len(queries) - 3)  # the empty and absent queries never reach it
     assert ran.count(2) >= 2 * (len(queries) - 3)
+
+
+def test_rescoring_after_a_search_reads_the_sums_it_left(tmp_path):
+    """After a compiled search, `score` for the same query reads the float64 sums the search left for every doc
+    its postings touched (0 for the rest) instead of computing them again through the forward index: the same
+    float32 bits as computing them, whatever the search's filter; another query is computed afresh."""
+    rng = np.random.default_rng(3)
+    ids, docs, queries = zipf_docs(rng, 800)
+    write_sparse(tmp_path, ids, docs)
+    r = open_sparse(tmp_path)
+    asked = np.concatenate([ids, [ids.max() + 1]])
+    with numpy_only():
+        want = [r.score(q, asked) for q in queries]
+    calls, real = [], sparse_module.SparseReader._exact
+    read = 0
+    with mock.patch.object(sparse_module.SparseReader, "_exact", lambda self, *a: calls.append(1) or real(self, *a)):
+        for i, q in enumerate(queries):
+            for allow in (None, sparse_allow):
+                calls.clear()
+                r.search(q, 5, allow)
+                np.testing.assert_array_equal(r.score(dict(q), asked), want[i])  # an equal query, another dict
+                read += not calls
+                np.testing.assert_array_equal(r.score(queries[i - 1], asked), want[i - 1])  # another query
+    assert read >= 2 * (len(queries) - 3)  # all but the empty and absent queries, which search nothing

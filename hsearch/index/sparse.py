@@ -115,11 +115,13 @@ def _compiled():
 
 
 class _Scratch(threading.local):
-    """The compiled loop's zeroed buffers, one set per thread (many threads may query one snapshot), made on
-    its first search in that thread."""
+    """The compiled loop's buffers, one set per thread (many threads may query one snapshot), made on its first
+    search in that thread. After a search they hold its query's float64 sum for every doc (`query`, and
+    `touched` docs to zero before the next one): the exact scores `score` gives, read instead of recomputed
+    when a plan re-scores another signal's candidates for the same query."""
 
     def __init__(self, n: int):
-        self.n, self.bufs = n, None
+        self.n, self.bufs, self.touched, self.query = n, None, 0, None
 
     def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.bufs is None:
@@ -315,9 +317,13 @@ class SparseReader:
         if (prune and k <= _PRUNE_MAX_K and postings >= (_PRUNE_MIN_POSTINGS if loop is None else _PRUNE_MIN_POSTINGS_COMPILED)
                 and postings >= _PRUNE_MIN_POSTINGS_PER_DOC * n and n >= max(_PRUNE_MIN_DOCS, _PRUNE_MIN_DOCS_PER_K * k)):
             found = self._search_pruned(qt, qw, at, lo, hi, k, allow)
+        scratch = self._scratch
+        scratch.query = None
         if found is None and loop is not None:
             mask = _NO_MASK if allow is None else self._allowed(allow, slice(None))
-            pos, scores = loop.top_k_postings(self._pd, self._pw, lo, hi, qw, self.scale, k, mask, *self._scratch.buffers())
+            pos, scores, scratch.touched = loop.top_k_postings(self._pd, self._pw, lo, hi, qw, self.scale, k, mask,
+                                                               *scratch.buffers(), scratch.touched)
+            scratch.query = dict(query)
             return self._ids[pos].astype(np.int64), scores
         if found is None:
             found = self._search_exhaustive(qw, lo, hi, allow)
@@ -498,10 +504,14 @@ class SparseReader:
         out = np.zeros(len(ids), np.float32)
         if not query or len(self.ids) == 0 or len(ids) == 0:
             return out
-        qt, qw = _query_arrays(query)
         pos, found = self._positions(ids)
         rows = np.flatnonzero(found)
-        out[rows] = (self._exact(pos[rows], qt, qw) / self.scale).astype(np.float32)
+        scratch = self._scratch
+        if scratch.query is not None and scratch.query == query:  # this thread's last search: its sums, not again
+            sums = scratch.bufs[0][pos[rows]]
+        else:
+            sums = self._exact(pos[rows], *_query_arrays(query))
+        out[rows] = (sums / self.scale).astype(np.float32)
         return out
 
     def doc(self, id: int) -> dict[int, float]:

@@ -38,11 +38,16 @@ def _sift_down(hs, hp, size, i):
 
 
 @numba.njit(cache=True, nogil=True)
-def top_k_postings(pd, pw, lo, hi, qw, scale, k, allow, acc, seen, touched):
+def top_k_postings(pd, pw, lo, hi, qw, scale, k, allow, acc, seen, touched, n_prev):
     """Top-k doc positions (int64) and float32 scores, best first, of the postings pd/pw[lo[t]:hi[t]] weighted
-    by qw[t]. Only docs scoring > 0 are hits; with a non-empty `allow` (a bool per position), only allowed ones.
-    acc (float64), seen (bool) and touched (int32), each of the segment's length, are all-zero scratch on entry
-    and are left so."""
+    by qw[t], and how many docs the postings touched. Only docs scoring > 0 are hits; with a non-empty `allow`
+    (a bool per position), only allowed ones. acc (float64), seen (bool) and touched (int32), each of the
+    segment's length, are scratch: the previous call's `n_prev` touched docs are zeroed first, and this call
+    leaves every doc's float64 sum in acc (0.0 for docs no posting touched) for re-scoring to read."""
+    for i in range(n_prev):
+        d = touched[i]
+        acc[d] = 0.0
+        seen[d] = False
     n_touched = 0
     for t in range(lo.shape[0]):
         q = qw[t]
@@ -60,8 +65,6 @@ def top_k_postings(pd, pw, lo, hi, qw, scale, k, allow, acc, seen, touched):
     for i in range(n_touched):
         d = touched[i]
         a = acc[d]
-        acc[d] = 0.0
-        seen[d] = False
         if not a > 0.0 or (filtered and not allow[d]):
             continue
         s = np.float32(a / scale)
@@ -81,7 +84,7 @@ def top_k_postings(pd, pw, lo, hi, qw, scale, k, allow, acc, seen, touched):
             _sift_down(hs, hp, size, 0)
     order = np.argsort(hp[:size], kind="mergesort")  # by position, then stably by score: best first
     order = order[np.argsort(-hs[:size][order], kind="mergesort")]
-    return hp[:size][order], hs[:size][order]
+    return hp[:size][order], hs[:size][order], n_touched
 
 
 @numba.njit(cache=True, nogil=True)
