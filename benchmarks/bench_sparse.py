@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.report import commit_header  # noqa: E402
 
-from hsearch.index import sparse  # noqa: E402
+from hsearch.index import compiled, sparse  # noqa: E402
 from hsearch.index.sparse import open_sparse, write_sparse  # noqa: E402
 
 
@@ -94,7 +94,7 @@ def main(argv=None):
         pruning_from = sparse._PRUNE_MIN_POSTINGS_COMPILED
 
         def search(path, q):
-            sparse.use_compiled(path != "pruned")
+            compiled.use_compiled(path != "pruned")
             sparse._PRUNE_MIN_POSTINGS_COMPILED = 10**18 if path == "compiled" else pruning_from
             return r.search(q, a.k, prune=path != "exhaustive")
 

@@ -211,7 +211,7 @@ def query(text, collection, mode, k, depth, ef_search, fusion, weights, normaliz
         hits, plan_text = answer["hits"], f"{answer.get('plan')}\n(answered by the server at {answer['server']})"
     else:
         from hsearch.engine import open_collection
-        from hsearch.index.sparse import use_compiled
+        from hsearch.index.compiled import use_compiled
 
         use_compiled(False)  # one query, then exit: numba's import would cost more than it saves
         col = open_collection(collection, model=model, precision=precision, runtime=runtime)

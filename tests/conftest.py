@@ -13,11 +13,11 @@ from tiny_model import build_tiny_bgem3
 
 
 @pytest.fixture(autouse=True)
-def _sparse_loop_back_on():
-    """`hsearch query` run in-process (click's CliRunner) turns the sparse store's compiled loop off for the
-    process it runs in, as a one-shot query should: turn it back on for the tests after it."""
+def _compiled_loops_back_on():
+    """`hsearch query` run in-process (click's CliRunner) turns the stores' compiled loops off for the
+    process it runs in, as a one-shot query should: turn them back on for the tests after it."""
     yield
-    from hsearch.index.sparse import use_compiled
+    from hsearch.index.compiled import use_compiled
 
     use_compiled(True)
 

@@ -130,6 +130,29 @@ def test_maxsim_int8_is_exact_integer_arithmetic(bits):
     assert maxsim_int8(q, enc["codes"], enc["scales"], off[:0], off[:0]).shape == (0,)
 
 
+@pytest.mark.parametrize("scale_dtype", ["float16", "float32"])
+def test_maxsim_int8_compiled_gather_gives_numpys_bits(scale_dtype):
+    """The codes and scales gathered by maxsim_kernel.py's loop are NumPy's own: the same scores bit for bit."""
+    from unittest import mock
+
+    import hsearch.index.compiled as compiled
+
+    rng = np.random.default_rng(5)
+    docs = random_docs(rng, 31, 48)
+    docs[7] = docs[7][:0]
+    x, off = flat(docs)
+    enc = Int8Codec(48, scale_dtype=scale_dtype).encode(x)
+    assert enc["scales"].dtype == np.dtype(scale_dtype)
+    q = unit(rng.standard_normal((5, 48)))
+    pick = np.array([30, 2, 7, 2, 19, 0])
+    assert compiled.loops("maxsim_kernel") is not None, "numba is a dependency: the loop must import"
+    got = [maxsim_int8(q, enc["codes"], enc["scales"], off[pick], off[pick + 1], chunk_rows=rows) for rows in (1, 64)]
+    with mock.patch.dict(compiled._STATE, {"enabled": False}):
+        want = maxsim_int8(q, enc["codes"], enc["scales"], off[pick], off[pick + 1])
+    for g in got:
+        np.testing.assert_array_equal(g, want)
+
+
 def test_maxsim_int8_graph_shipped_is_the_one_built():
     """hsearch/data/maxsim_int8.onnx spares a query process the onnx import; it must be int8_graph()
     (to regenerate: from hsearch.index.maxsim import INT8_GRAPH, int8_graph;

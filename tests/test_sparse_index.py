@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import hsearch.index.compiled as compiled
 import hsearch.index.sparse as sparse_module
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.kernels import ranges as _ranges, ranges_reference as _ranges_reference
@@ -109,7 +110,7 @@ def forced_pruning(dense=4):
 
 def numpy_only():
     """Search without the compiled loop (sparse_kernel.py), as where numba does not import."""
-    return mock.patch.dict(sparse_module._KERNEL, {"enabled": False})
+    return mock.patch.dict(compiled._STATE, {"enabled": False})
 
 
 def as_scope(allow):

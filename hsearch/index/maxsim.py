@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from hsearch.index.compiled import loops
 from hsearch.index.kernels import ranges, symmetric_int8
 
 if TYPE_CHECKING:
@@ -193,14 +194,26 @@ def maxsim_int8(query: np.ndarray, codes: np.ndarray, scales: np.ndarray, starts
     best = np.zeros((len(full), q.shape[0]), np.float32)
     for i0, i1 in _chunks(cum, chunk_rows):
         docs = full[i0:i1]
-        rows = ranges(starts[docs], ends[docs])
-        a = np.take(u8, rows, axis=0)
-        np.bitwise_xor(a, np.uint8(0x80), out=a)  # int8 -> uint8 + 128, the zero point the graph removes
-        s = np.asarray(sc[rows], np.float32)[:, None]
-        sim = session.run(None, {"A": a, "B": qT, "S": s})[0]
+        a, s = _gather_int8(u8, sc, starts[docs], ends[docs], int(cum[i1] - cum[i0]))
+        sim = session.run(None, {"A": a, "B": qT, "S": s[:, None]})[0]
         best[i0:i1] = np.maximum.reduceat(sim, cum[i0:i1] - cum[i0], axis=0)
     out[full] = (best * qs).mean(axis=1)
     return out
+
+
+def _gather_int8(u8: np.ndarray, scales: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int):
+    """The `n` rows starts[i]:ends[i] of int8 codes (viewed as uint8) as uint8 + 128, the zero point the graph
+    removes, and their scales as float32: through maxsim_kernel.py's one pass where compiled loops are on."""
+    kernel = loops("maxsim_kernel")
+    if kernel is None:
+        rows = ranges(starts, ends)
+        a = np.take(u8, rows, axis=0)
+        np.bitwise_xor(a, np.uint8(0x80), out=a)
+        return a, np.asarray(scales[rows], np.float32)
+    bits = scales.view(f"u{scales.dtype.itemsize}")  # numba has no float16: the scales travel as their bits
+    a, s = np.empty((n, u8.shape[1]), np.uint8), np.empty(n, bits.dtype)
+    kernel.gather_int8(u8, bits, starts, ends, a, s)
+    return a, s.view(scales.dtype).astype(np.float32, copy=False)
 
 
 def _as_tensor(x) -> torch.Tensor:

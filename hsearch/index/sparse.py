@@ -57,6 +57,7 @@ import numpy as np
 
 from hsearch.errors import CollectionError, InputError
 from hsearch.index.base import Allow, Positions
+from hsearch.index.compiled import loops
 from hsearch.index.kernels import ranges, top_k
 from hsearch.storage.arrays import load as load_npy
 
@@ -91,27 +92,9 @@ _PRUNE_MIN_POSTINGS_COMPILED = 80_000
 _NO_MASK = np.zeros(0, np.bool_)
 
 
-_KERNEL = {"enabled": True}
-
-
-def use_compiled(enabled: bool) -> None:
-    """Whether this process scores with the compiled loop. Importing numba and loading the loop's cached machine
-    code take a few tenths of a second (bench_sparse.py prints it): a process that answers one query and exits
-    (`hsearch query`) turns the loop off and scores in NumPy; a server or an application pays it once."""
-    _KERNEL["enabled"] = enabled
-
-
 def _compiled():
-    """The sparse_kernel module; None where the loops are turned off or numba does not import (NumPy then)."""
-    if not _KERNEL["enabled"]:
-        return None
-    if "loops" not in _KERNEL:
-        try:
-            from hsearch.index import sparse_kernel
-        except ImportError:
-            sparse_kernel = None
-        _KERNEL["loops"] = sparse_kernel
-    return _KERNEL["loops"]
+    """sparse_kernel.py's loops; None where compiled loops are turned off (compiled.py) or numba does not import."""
+    return loops("sparse_kernel")
 
 
 class _Scratch(threading.local):

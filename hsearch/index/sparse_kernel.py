@@ -8,8 +8,7 @@ Its sums are the NumPy paths' own, bit for bit: float64 products q * w added to 
 query's (ascending) term order, then one division by the segment's scale and a rounding to float32; no
 fast-math, so no reordering or fused multiply-adds. Ties at the cut go to the smaller position (id).
 
-numba is imported on a process's first sparse search (sparse.py, `use_compiled`), not before; its machine code is
-compiled once per machine and cached on disk (`cache=True`).
+numba is imported on a process's first sparse search where compiled loops are turned on (compiled.py).
 """
 from __future__ import annotations
 
