@@ -103,7 +103,6 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
     from hsearch.encode.loader import _fingerprint, resolve_model_dir
     from hsearch.encode.precision import choose
     from hsearch.engine import open_collection
-    from hsearch.index.analyzers import VERSION as ANALYZERS_VERSION
     from hsearch.storage.manifest import MANIFEST
 
     if model is not None and Path(model).expanduser().exists():  # a folder: store it absolute so the cache works from any cwd
@@ -137,11 +136,6 @@ def eval_collection(corpus: Path, model: str | None, config: CollectionConfig | 
             # left unset, the analyzer is not in the key: a collection cached before analyzers keeps en_stem
             log.warning("%s was cached before BM25 analyzers: its BM25 reads every language with en_stem (new "
                         "collections get auto); delete that folder to rebuild it", collection_dir)
-        bm25 = col.snapshot().bm25 if col.config.bm25 else None
-        if bm25 is not None and bm25.analyzer is not None and bm25.analyzer.version != ANALYZERS_VERSION:
-            # the version is not in the key either: a cached collection keeps the analysis it was built with
-            log.warning("%s was cached with BM25 analyzers version %d (now %d; hsearch/index/analyzers.py); delete "
-                        "that folder to rebuild it", collection_dir, bm25.analyzer.version, ANALYZERS_VERSION)
     col.index(corpus, progress=progress)
     return col
 
