@@ -54,24 +54,8 @@ def test_each_script_gets_its_terms(auto, script):
 
 def test_piece_runs_inside_other_text_become_pieces(auto):
     text = "Der Begriff 北京大学 bezeichnet die Universität."
-    assert Analyzer("auto", version=1).choose(text) == "german"
+    assert auto.choose(text) == "german"
     assert auto.document(text, "german") == ["der", "begriff", "bezeichn", "die", "universitat", "北京", "大学"]
-
-
-def test_german_documents_get_pieces_from_version_2_and_keep_stems_in_version_1(tmp_path, auto):
-    """`auto` gives German documents pieces from version 2 (chosen on the held-out Debian sets: analyzers.py);
-    an index built with version 1 keeps the German stemmer for its life, new documents included."""
-    german = "Die Verteidigung der Mannschaft gab nur wenige Punkte ab, und sie wurde Sechste."
-    assert auto.version == 2 and auto.choose(german) == "pieces" and auto.choose("Haus", lang="de") == "pieces"
-    assert auto.choose("Le chien court dans le parc avec les enfants et le chat.") == "french"  # stemmers stay
-    assert auto.document("Bibliotheksverwaltung", "pieces") == ["bibliothek", "s", "verwaltung"]
-    folder = tmp_path / "v1"
-    folder.mkdir()
-    BM25Index(tmp_path / "v2", "auto")  # a new index records this version
-    (folder / ANALYZER_FILE).write_text(json.dumps({**json.loads((tmp_path / "v2" / ANALYZER_FILE).read_text()), "version": 1}))
-    old = BM25Index(folder, "auto")
-    assert old.analyzer.version == 1 and old.choose(german) == "german" and old.choose("Haus", lang="de") == "german"
-    assert BM25Index(tmp_path / "v2", "auto").choose(german) == "pieces"
 
 
 def test_a_query_is_read_by_every_analyzer_the_collection_holds(auto):
@@ -111,8 +95,7 @@ def test_declared_language_wins_over_detection(auto):
     assert stemmer_for("pt_BR") == "portuguese"
     assert stemmer_for("pl") == "words"  # a language without a stemmer
     assert stemmer_for(None) is stemmer_for(42) is stemmer_for("not a tag!") is None  # the text decides
-    assert auto.choose("The dogs were running in the park.", lang="fr") == "french"
-    assert auto.choose("The dogs were running in the park.", lang="de") == "pieces"  # German's, from version 2
+    assert auto.choose("The dogs were running in the park.", lang="de") == "german"
     assert auto.choose("The dogs were running in the park.", lang=["en"]) == "english"  # not a tag: detected
     assert Analyzer("pieces").choose("The dogs were running.", lang="de") == "pieces"  # a fixed analyzer is fixed
 
@@ -159,12 +142,11 @@ def test_bm25_scores_candidates_as_its_search_does(tmp_path, monkeypatch, term_q
 
 def test_documents_declare_their_language(tmp_path):
     col = _col(tmp_path)
-    col.index(_corpus(tmp_path, [{"_id": "a", "text": "Die Häuser stehen am Fluss.", "lang": "fr"},
-                                 {"_id": "b", "text": "Häuser", "lang": "fr"},  # too short to detect; declared
-                                 {"_id": "c", "text": "Casa grande", "language": "it"},
-                                 {"_id": "d", "text": "Häuser", "lang": "de"}]))  # German: pieces
-    assert col.info()["bm25_analyzers"] == {"french": 2, "italian": 1, "pieces": 1}
-    assert {h.id for h in col.search("Häus", mode="bm25")} == {"a", "b"}  # both stemmed the French way
+    col.index(_corpus(tmp_path, [{"_id": "a", "text": "Die Häuser stehen am Fluss.", "lang": "de"},
+                                 {"_id": "b", "text": "Häuser", "lang": "de"},  # too short to detect; declared
+                                 {"_id": "c", "text": "Casa grande", "language": "it"}]))
+    assert col.info()["bm25_analyzers"] == {"german": 2, "italian": 1}
+    assert {h.id for h in col.search("Haus", mode="bm25")} == {"a", "b"}  # both stemmed
 
 
 def test_a_fixed_analyzer_applies_to_every_document(tmp_path):

@@ -19,13 +19,7 @@ the collection, and a second field records which word analyzer each document got
 by every word analyzer the collection's documents got (and its piece-script runs as pieces), its terms
 merged: no guess about a short query's language, and a query in one language still meets documents
 of another that share its words or names. `VERSION` names this definition; a collection records it
-(with the pieces tokenizer's digest) and is analysed by the version it was built with, never another.
-
-Version 2 gives German documents pieces instead of tantivy's German stemmer under `auto`: on the held-out
-Debian sets (no evaluation data) pieces scored nDCG@10 0.8455 against the stemmer's 0.8050 for German, and
-below the stemmers for French (0.8638 vs 0.8892) and Russian (0.8270 vs 0.8533), which keep them
-(benchmarks/RESULTS.md, "BM25 analyzers on held-out data"). Version 1 is what collections built before
-that keep.
+(with the pieces tokenizer's digest) and refuses to be searched by another.
 """
 from __future__ import annotations
 
@@ -38,10 +32,7 @@ from hsearch.errors import CollectionError, InputError
 
 from .detect import PIECE_RUN, SAMPLE_CHARS, STEMMED, detect, stemmer_for
 
-VERSION = 2
-VERSIONS = (1, 2)  # the definitions a collection may have been built with (each is analysed by its own)
-# languages whose documents `auto` gives pieces rather than their stemmer, from version 2 (module docstring)
-PIECES_FOR = frozenset({"german"})
+VERSION = 1
 LEGACY = ("en_stem", "default", "raw", "whitespace")  # tantivy's tokenizers, one field: before analyzers
 WORD_ANALYZERS = ("words", "pieces", *STEMMED)
 NAMES = ("auto", *WORD_ANALYZERS, "en_stem")
@@ -117,11 +108,10 @@ PIECES = _Pieces()
 
 
 class Analyzer:
-    """One collection's analysis (`name`: auto, words, pieces or a stemmer's language; `version`: the definition
-    it was built with)."""
+    """One collection's analysis (`name`: auto, words, pieces or a stemmer's language)."""
 
-    def __init__(self, name: str, pieces_digest: str | None = None, version: int = VERSION):
-        self.name, self.version = name, version
+    def __init__(self, name: str, pieces_digest: str | None = None):
+        self.name = name
         self._digest = pieces_digest  # what the collection was built with (checked when pieces first load)
         self._checked = pieces_digest is None
 
@@ -130,8 +120,7 @@ class Analyzer:
         detected from the text (`auto`); the collection's own for a fixed analyzer."""
         if self.name != "auto":
             return self.name
-        name = stemmer_for(lang) or detect(PIECE_RUN.sub(" ", text[:SAMPLE_CHARS]))
-        return "pieces" if self.version >= 2 and name in PIECES_FOR else name
+        return stemmer_for(lang) or detect(PIECE_RUN.sub(" ", text[:SAMPLE_CHARS]))
 
     def document(self, text: str, word_analyzer: str) -> list[str]:
         spaced, runs = _split(text)

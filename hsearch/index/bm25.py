@@ -28,7 +28,7 @@ import numpy as np
 from hsearch.errors import CollectionError
 from hsearch.storage.atomic import fsync_dir, write_json_atomic
 
-from .analyzers import LEGACY, PIECES, VERSION, VERSIONS, WORD_ANALYZERS, Analyzer
+from .analyzers import LEGACY, PIECES, VERSION, WORD_ANALYZERS, Analyzer
 from .base import Allow
 
 ANALYZER_FILE = "analyzer.json"  # beside tantivy's files: the analysis its terms were made with
@@ -58,26 +58,24 @@ class BM25Index:
 
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self.analyzer = None if analyzer in LEGACY else Analyzer(analyzer, *self._record(folder, analyzer))
+        self.analyzer = None if analyzer in LEGACY else Analyzer(analyzer, self._record(folder, analyzer))
         self.index = tantivy.Index(_schema(analyzer), path=str(folder), reuse=True)
         self._writer = None
         self._searcher = None  # a reader's: one per snapshot (engine.Collection makes a new one per commit)
         self._present = None  # (searcher, the word analyzers its chunks got)
 
     @staticmethod
-    def _record(folder: Path, name: str) -> tuple[str, int]:
-        """Check (or, in a new index, write) what this index's terms were made with: (the pieces tokenizer's
-        digest, which `Analyzer` checks when it first loads the tokenizer; the analyzers' definition version,
-        which an index keeps for its life)."""
+    def _record(folder: Path, name: str) -> str:
+        """Check (or, in a new index, write) what this index's terms were made with; the pieces
+        tokenizer's digest, which `Analyzer` checks when it first loads the tokenizer."""
         path = folder / ANALYZER_FILE
         if path.exists():
             built = json.loads(path.read_text())
-            if built.get("analyzer") != name or built.get("version") not in VERSIONS:
+            if built.get("analyzer") != name or built.get("version") != VERSION:
                 raise CollectionError(
                     f"{folder} was built with BM25 analyzer {built.get('analyzer')!r} (version {built.get('version')}), "
-                    f"not {name!r} (versions {', '.join(map(str, VERSIONS))}); index into a new --collection, or rebuild "
-                    "this one")
-            return built["pieces"], built["version"]
+                    f"not {name!r} (version {VERSION}); index into a new --collection, or rebuild this one")
+            return built["pieces"]
         if (folder / "meta.json").exists():  # terms made by tantivy itself: a collection from before analyzers
             raise CollectionError(f"{folder} holds a BM25 index without a recorded analyzer (built with en_stem); "
                                   f"it cannot be read as {name!r}: index into a new --collection")
@@ -90,7 +88,7 @@ class BM25Index:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(folder)
-        return record["pieces"], VERSION
+        return record["pieces"]
 
     # ---- writing ----------------------------------------------------------------------------
     def choose(self, text: str, lang=None) -> str | None:
