@@ -151,6 +151,8 @@ def test_maxsim_int8_compiled_gather_gives_numpys_bits(scale_dtype):
         want = maxsim_int8(q, enc["codes"], enc["scales"], off[pick], off[pick + 1])
     for g in got:
         np.testing.assert_array_equal(g, want)
+    with pytest.raises(IndexError, match="damaged offsets"):  # never read past the stored rows
+        maxsim_int8(q, enc["codes"], enc["scales"], off[pick], off[pick + 1] + len(x))
 
 
 def test_maxsim_int8_graph_shipped_is_the_one_built():

@@ -474,11 +474,21 @@ def test_compiled_equals_exhaustive_on_zipf(tmp_path, seed, quantize):
                 for allow in (None, even, sparse_allow, as_scope(sparse_allow), lambda x: np.zeros(len(x), bool)):
                     assert_same_top_k(r, q, k, allow)
 
+    failed = []
+
+    def in_thread():
+        try:
+            check()
+        except BaseException as e:  # an exception in a thread would only be a warning: carried back
+            failed.append(e)
+
     with spy:
         check()
-        worker = threading.Thread(target=check)  # its own scratch buffers
+        worker = threading.Thread(target=in_thread)  # its own scratch buffers
         worker.start()
         worker.join()
+    if failed:
+        raise failed[0]
     assert ran.count(1) >= 2 * 4 * 5 * (len(queries) - 3)  # the empty and absent queries never reach it
     assert ran.count(2) >= 2 * (len(queries) - 3)
 
@@ -505,3 +515,23 @@ def test_rescoring_after_a_search_reads_the_sums_it_left(tmp_path):
                 read += not calls
                 np.testing.assert_array_equal(r.score(queries[i - 1], asked), want[i - 1])  # another query
     assert read >= 2 * (len(queries) - 3)  # all but the empty and absent queries, which search nothing
+
+
+def test_a_compiled_search_that_raises_leaves_the_next_ones_right(tmp_path):
+    """The compiled loop's per-thread buffers are zeroed lazily by the next search; a search that raises midway
+    (MemoryError, an interrupt) must not leave sums behind for the next ones to add to."""
+    rng = np.random.default_rng(11)
+    ids, docs, queries = zipf_docs(rng, 500)
+    write_sparse(tmp_path, ids, docs)
+    r = open_sparse(tmp_path)
+    real = compiled.loops("sparse_kernel")
+
+    def raising(*a):
+        real.top_k_postings(*a)  # the sums are in the buffers ...
+        raise MemoryError  # ... and the count of docs to zero never comes back
+
+    loops = SimpleNamespace(top_k_postings=raising, exact_scores=real.exact_scores)
+    with mock.patch.object(sparse_module, "_compiled", lambda: loops), pytest.raises(MemoryError):
+        r.search(queries[0], 5)
+    for q in queries[:6]:
+        assert_same_top_k(r, q, 10, None)

@@ -18,7 +18,8 @@ from .base import Scope
 # Signals whose stores' `search` returns exactly the float32 that their `score` gives for the same chunk
 # (sparse: one summation order on every path, index/sparse.py; bm25: tantivy scores a chunk the same
 # alone or in a top-k), so a chunk they retrieved keeps its score instead of being scored again. Dense
-# is scored again: FAISS's search kernel and the re-scoring sum differ in the last bit.
+# is scored again: FAISS's search kernels and the re-scoring loop may differ in the last bit (flat
+# search does, and which SIMD code FAISS runs depends on the CPU).
 EXACT_SEARCH_SCORES = frozenset({"sparse", "bm25"})
 
 

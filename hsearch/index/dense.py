@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsearch.errors import InputError
+from hsearch.errors import CollectionError, InputError
 from hsearch.storage import arrays
 
 from .base import Allow, Positions
@@ -91,9 +91,13 @@ class DenseReader:
             self.index = faiss.read_index(str(folder / "dense.faiss"))
             if self.meta["kind"] == "hnsw":
                 self.index.hnsw.efSearch = ef_search
+            if self.index.ntotal != len(self):  # `score` reads the rows in place: never past FAISS's own
+                raise CollectionError(f"{folder}: dense.faiss holds {self.index.ntotal} vectors, dense.json says "
+                                      f"{len(self)}; rebuild the collection with `hsearch index`")
             # the raw float32 rows (flat and HNSW-flat keep them uncompressed), read in place by `score`
             flat = self.index if self.meta["kind"] == "flat" else faiss.downcast_index(self.index.storage)
             self._vectors = faiss.rev_swig_ptr(flat.get_xb(), len(self) * self.index.d).reshape(len(self), self.index.d)
+            self._vectors.flags.writeable = False
 
     def __len__(self) -> int:
         return int(self.meta["count"])
@@ -148,9 +152,10 @@ class DenseReader:
 
 def _inner_products(q: np.ndarray, vecs: np.ndarray) -> np.ndarray:
     """q . each row of vecs, row by row: a chunk's score must not depend on the candidates beside it (BLAS gemv's
-    summation order does). FAISS's own loop where it is one inner product per row, the HNSW search's own bit for
-    bit (~4x faster than NumPy's multiply-and-sum; its by-index variant forks an OpenMP team per call, which cost
-    ms while BLAS threads spun); up to 12 dimensions FAISS takes several rows at once, so NumPy there."""
+    summation order does). FAISS's own loop where it is one inner product per row (~4x faster than NumPy's
+    multiply-and-sum; on this machine it also equals the HNSW search's scores, which nothing relies on: FAISS
+    picks its SIMD code per CPU). Its by-index variant forks an OpenMP team per call, many times slower while
+    BLAS threads spin; up to 12 dimensions FAISS takes several rows at once, so NumPy there."""
     if len(q) <= 12:
         return (vecs * q).sum(axis=1)
     faiss = _faiss()

@@ -210,6 +210,8 @@ def _gather_int8(u8: np.ndarray, scales: np.ndarray, starts: np.ndarray, ends: n
         a = np.take(u8, rows, axis=0)
         np.bitwise_xor(a, np.uint8(0x80), out=a)
         return a, np.asarray(scales[rows], np.float32)
+    if len(starts) and (starts.min() < 0 or ends.max() > len(u8) or (ends < starts).any()):
+        raise IndexError(f"token rows outside the {len(u8)} stored (damaged offsets); rewrite the segment")
     bits = scales.view(f"u{scales.dtype.itemsize}")  # numba has no float16: the scales travel as their bits
     a, s = np.empty((n, u8.shape[1]), np.uint8), np.empty(n, bits.dtype)
     kernel.gather_int8(u8, bits, starts, ends, a, s)

@@ -304,8 +304,12 @@ class SparseReader:
         scratch.query = None
         if found is None and loop is not None:
             mask = _NO_MASK if allow is None else self._allowed(allow, slice(None))
-            pos, scores, scratch.touched = loop.top_k_postings(self._pd, self._pw, lo, hi, qw, self.scale, k, mask,
-                                                               *scratch.buffers(), scratch.touched)
+            try:
+                pos, scores, scratch.touched = loop.top_k_postings(self._pd, self._pw, lo, hi, qw, self.scale, min(k, n),
+                                                                   mask, *scratch.buffers(), scratch.touched)
+            except BaseException:  # the buffers may hold a half-done query: start the next one from fresh ones
+                scratch.bufs, scratch.touched = None, 0
+                raise
             scratch.query = dict(query)
             return self._ids[pos].astype(np.int64), scores
         if found is None:
