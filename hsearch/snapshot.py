@@ -90,8 +90,9 @@ class Snapshot:
         seg = np.searchsorted(self._starts, ids, side="right") - 1
         ok = seg >= 0
         ok[ok] &= ids[ok] < self._ends[seg[ok]]
-        if len(dead):
-            ok &= ~np.isin(ids, dead)
+        if len(dead):  # sorted and unique (the tombstones file's, or slices of it): a binary search per id
+            at = np.minimum(np.searchsorted(dead, ids), len(dead) - 1)
+            ok &= dead[at] != ids
         return ok
 
     def live_stored(self, ids: np.ndarray) -> np.ndarray:
