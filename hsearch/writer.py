@@ -131,15 +131,16 @@ class Writer:
             if f.name != self.manifest.tombstones:
                 f.unlink()
         self.docs.delete_rows_not_in(sorted(self.manifest.doc_segments))
-        tombstones = self.manifest.tombstones
+        tombstones, dead_chunks = self.manifest.tombstones, self.manifest.load_tombstones(self.folder)[0]
         for bm25 in self.bm25.values():
             bm25.delete_from(self.manifest.next_chunk_id)
-            if tombstones and bm25.purged() != tombstones:  # a run killed after its manifest, before BM25's deletions
-                bm25.delete(self.manifest.load_tombstones(self.folder)[0])
+            behind = bool(tombstones) and bm25.purged() != tombstones  # killed after its manifest, before BM25's deletions
+            if behind:
+                bm25.delete(dead_chunks)
             bm25.commit()
-            if tombstones and bm25.purged() != tombstones:
+            if behind:
                 bm25.mark_purged(tombstones)
-        self.sink.recover(self.manifest, self.manifest.load_tombstones(self.folder)[0])
+        self.sink.recover(self.manifest, dead_chunks)
 
     # ---- the run ----------------------------------------------------------------------------
     def sync(self, documents, source: str, delete_missing: bool = True, progress: bool = False) -> IndexReport:

@@ -152,7 +152,7 @@ class DenseReader:
 
 def _inner_products(q: np.ndarray, vecs: np.ndarray) -> np.ndarray:
     """q . each row of vecs, row by row: a chunk's score must not depend on the candidates beside it (BLAS gemv's
-    summation order does). FAISS's own loop where it is one inner product per row (~4x faster than NumPy's
+    summation order does). FAISS's own loop where it is one inner product per row (faster than NumPy's
     multiply-and-sum; on this machine it also equals the HNSW search's scores, which nothing relies on: FAISS
     picks its SIMD code per CPU). Its by-index variant forks an OpenMP team per call, many times slower while
     BLAS threads spin; up to 12 dimensions FAISS takes several rows at once, so NumPy there."""

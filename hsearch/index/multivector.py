@@ -211,7 +211,7 @@ class MultiVectorReader:
             c.shape[0] != t for c in self.codes.values()
         ):
             raise CollectionError(f"{self.folder}: file shapes disagree with {META}; rewrite the segment")
-        self._positions = Positions(np.asarray(self.ids))
+        self._positions = Positions(np.asarray(self.ids))  # (row per id, found mask)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -225,10 +225,6 @@ class MultiVectorReader:
         return float(self.meta["bytes_per_token"])
 
     # -- lookups
-
-    def _rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row per id, found mask); rows of missing ids are 0 (mask them)."""
-        return self._positions(ids)
 
     def _gather(self, rows: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Codes of the given document rows, concatenated, and their new (len(rows)+1,) offsets."""
@@ -246,7 +242,7 @@ class MultiVectorReader:
     def tokens(self, ids: np.ndarray) -> list[np.ndarray]:
         """Decoded float32 (n_tokens, dim) matrices, one per id; an id not in the segment gives (0, dim)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        rows, found = self._rows(ids)
+        rows, found = self._positions(ids)
         out = [np.zeros((0, self.dim), np.float32) for _ in range(len(ids))]
         sel = np.flatnonzero(found)
         if sel.size:
@@ -324,7 +320,7 @@ class MultiVectorReader:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         q = self._query(query)
         out = np.zeros(len(ids), np.float32)
-        rows, found = self._rows(ids)
+        rows, found = self._positions(ids)
         sel = np.flatnonzero(found)
         if sel.size:
             # score each distinct row once, in storage order (contiguous reads from the memory map)

@@ -350,9 +350,9 @@ class SparseReader:
     def _exact(self, pos: np.ndarray, qt: np.ndarray, qw: np.ndarray) -> np.ndarray:
         """float64 scores of doc positions `pos` through the forward index. Each doc's terms are added
         in ascending token order, from 0.0, as the inverted paths do: the sums are bitwise equal."""
-        loops = _compiled()
-        if loops is not None:
-            return loops.exact_scores(self._dp, self._dt, self._dw, pos, qt, qw)
+        kernel = _compiled()
+        if kernel is not None:
+            return kernel.exact_scores(self._dp, self._dt, self._dw, pos, qt, qw)
         lo, hi = self._dp[pos], self._dp[pos + 1]
         span = ranges(lo, hi)
         t = self._dt[span]
