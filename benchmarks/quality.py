@@ -106,6 +106,9 @@ def main(argv=None):
                     "(default: the collection's, then the planner's)")
     ap.add_argument("--normalize", default=None, choices=["none", "minmax", "dbsf"],
                     help="score normalisation of every fused mode (default: the planner's)")
+    ap.add_argument("--low-coverage", default=None, metavar="T:WEIGHTS",
+                    help="weights of every fused mode with bm25 for a query the collection holds under T of the BM25 "
+                    "terms of, e.g. 0.5:colbert=1, or off (default: the collection's model's, where it recorded one)")
     ap.add_argument("--whole-weight", type=float, default=None,
                     help="modes with @both: weight of the whole-document score (default: the planner's 0.5)")
     ap.add_argument("--maxsim", default="int8", help="comma-separated MaxSim kernels for int8 token vectors on "
@@ -141,7 +144,8 @@ def main(argv=None):
                 multivector.INT8_PRODUCTS = kernel == "int8"
                 result = evaluate(folder, modes, model=None if col else a.model, split=a.split, k=a.k,
                                   limit_queries=a.limit_queries, collection_dir=col, weights=a.weights,
-                                  normalize=a.normalize, **({} if a.whole_weight is None else {"whole_weight": a.whole_weight}))
+                                  normalize=a.normalize, low_coverage=a.low_coverage,
+                                  **({} if a.whole_weight is None else {"whole_weight": a.whole_weight}))
                 label = f" [maxsim {kernel}]" if len(kernels) > 1 else ""
                 rows += [(name, f"hsearch {m}{label}", r) for m, r in result.items()]
             notes.append(f"{name}: hsearch {time.perf_counter() - t0:.1f}s (index build or re-sync + all modes)")
@@ -152,7 +156,8 @@ def main(argv=None):
                     rows.append((name, "bm25s", peer))
                     notes.append(f"{name}: bm25s {time.perf_counter() - t0:.1f}s")
     n = f"first {a.limit_queries} queries" if a.limit_queries else "all queries"
-    fused = "".join(f" {k}={v}" for k, v in (("weights", a.weights), ("normalize", a.normalize), ("whole_weight", a.whole_weight),
+    fused = "".join(f" {k}={v}" for k, v in (("weights", a.weights), ("normalize", a.normalize),
+                                              ("low_coverage", a.low_coverage), ("whole_weight", a.whole_weight),
                                               ("maxsim", a.maxsim if a.maxsim != "int8" else None)) if v)
     head = (f"## {datetime.datetime.now():%Y-%m-%d %H:%M} model={a.model} split={a.split} k={a.k} ({n}){fused}\n\n"
             + commit_header() + "\n")

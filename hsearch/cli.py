@@ -188,6 +188,9 @@ def delete(ids, collection):
 @click.option("--normalize", type=click.Choice(["none", "minmax", "dbsf"]), default=None,
               help="Score normalisation before a weighted sum (default: none; minmax when bm25 is fused).")
 @click.option("--rrf-k", default=60, show_default=True)
+@click.option("--low-coverage", default=None, metavar="T:WEIGHTS",
+              help="Min-max weights for a query the collection holds under a share T of the BM25 terms of (one in "
+                   "another language than the documents), e.g. 0.5:colbert=1, or off. Default: the model's own.")
 @click.option("--where", multiple=True, help="Filter: FIELD=VALUE, FIELD>N, path~GLOB (repeatable, AND).")
 @_doc_score_options
 @click.option("--explain", is_flag=True, help="Print the plan and each hit's per-signal scores.")
@@ -200,11 +203,12 @@ def delete(ids, collection):
                    "server serving this collection is used when its server.json names a live process.")
 @click.option("--local", is_flag=True, help="Search in this process even when a server serves the collection.")
 @_handle_errors
-def query(text, collection, mode, k, depth, ef_search, fusion, weights, normalize, rrf_k, where, doc_score, whole_weight,
-          explain, as_json, model, precision, runtime, server_url, local):
+def query(text, collection, mode, k, depth, ef_search, fusion, weights, normalize, rrf_k, low_coverage, where, doc_score,
+          whole_weight, explain, as_json, model, precision, runtime, server_url, local):
     """Search the collection (through its running server when there is one)."""
     options = dict(k=k, where=list(where), depth=depth, fusion=fusion, weights=weights, normalize=normalize,
-                   rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight, ef_search=ef_search)
+                   rrf_k=rrf_k, doc_score=doc_score, whole_weight=whole_weight, ef_search=ef_search,
+                   **({"low_coverage": low_coverage} if low_coverage is not None else {}))
     answer = None if local else _query_server(server_url, collection, {"query": text, "mode": mode, **options,
                                                                        "explain": explain})
     if answer is not None:

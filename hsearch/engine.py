@@ -401,6 +401,8 @@ class Collection:
         minmax = model_weights(recorded, normalize="minmax", long_documents=out.get("long_documents", False))
         if minmax:  # min-max fusion's, where the model has its own (its long-document ones here, where they apply)
             out["default_weights_minmax"] = {**DEFAULT_WEIGHTS, **minmax}
+        if "minmax_low_coverage" in (recorded or {}):  # min-max's weights for a query mostly not in the collection
+            out["low_coverage"] = {"below": recorded["low_coverage_below"], "weights": recorded["minmax_low_coverage"]}
         if snap.bm25 is not None and snap.bm25.analyzer is not None:  # which word analyzer BM25 gave how many chunks
             out["bm25_analyzers"] = snap.bm25.counts()
         if snap.has_views:  # a long-context collection: how many chunks each view holds

@@ -7,7 +7,8 @@ The training run samples `--limit` pairs with `--seed` exactly as `hsearch train
 that sample is left out, and so is every translation of a description whose English original (its
 Description-md5) is in it. Per language: the first 200 pairs of a seeded shuffle are the queries (short
 description -> long description), 2,000 held-out long descriptions the corpus. `de-en` asks German short
-descriptions against English long descriptions (the same package), the cross-lingual case.
+descriptions against English long descriptions (the same package), the cross-lingual case; `--cross fr,ja,ru,zh`
+adds the same for other languages (fr-en, ...), each shuffled by its own seed.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=24000, help="the training run's --limit (model card)")
     ap.add_argument("--seed", type=int, default=0, help="the training run's --seed")
     ap.add_argument("--langs", default="en,de,fr,ja,ru,zh")
+    ap.add_argument("--cross", default="", help="also X-en sets for these languages besides de-en (e.g. fr,ja,ru,zh), "
+                    "each drawn with its own seed, so adding one changes no other set")
     a = ap.parse_args(argv)
     source, pairs, pool = title_pairs(a.pairs)
     train = random.Random(a.seed).sample(pairs, a.limit) if len(pairs) > a.limit else pairs  # as load_training_data
@@ -63,12 +66,21 @@ def main(argv=None):
         write(out / lang, held[:200], held[:2000], pool, lambda p: p.doc)
     english = {meta[p.doc][1]: p for p in by_lang.get("en", [])}
     german = sorted((p for p in by_lang.get("de", []) if meta[p.doc][1] in english), key=lambda p: p.doc)
-    rng.shuffle(german)
-    queries = german[:200]
+    cross(out / "de-en", german, english, by_lang, meta, pool, rng)
+    for lang in filter(None, a.cross.split(",")):
+        if lang != "de":
+            foreign = sorted((p for p in by_lang.get(lang, []) if meta[p.doc][1] in english), key=lambda p: p.doc)
+            cross(out / f"{lang}-en", foreign, english, by_lang, meta, pool, random.Random(f"{lang}-en"))
+
+
+def cross(folder: Path, foreign: list, english: dict, by_lang: dict, meta: dict, pool: dict, rng) -> None:
+    """Short descriptions in one language asked against English long descriptions (the same package's)."""
+    rng.shuffle(foreign)
+    queries = foreign[:200]
     answers = [english[meta[p.doc][1]] for p in queries]
     rest = sorted((p for p in by_lang.get("en", []) if p.doc not in {d.doc for d in answers}), key=lambda p: p.doc)
     rng.shuffle(rest)
-    write(out / "de-en", queries, answers + rest[:1800], pool, lambda p: english[meta[p.doc][1]].doc)
+    write(folder, queries, answers + rest[:2000 - len(answers)], pool, lambda p: english[meta[p.doc][1]].doc)
 
 
 if __name__ == "__main__":

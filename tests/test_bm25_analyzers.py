@@ -222,3 +222,51 @@ def test_collections_from_before_analyzers_read_and_grow_as_before(tmp_path):
     assert Manifest.load(col.folder).config["bm25_analyzer"] == "en_stem"
     with pytest.raises(CollectionError, match="built with BM25 analyzer 'en_stem', not 'auto'"):
         open_collection(col.folder, encoder=col.encoder, config=CollectionConfig(bm25_analyzer="auto"))
+
+
+def test_coverage_is_the_share_of_a_querys_terms_the_collection_holds(tmp_path):
+    col = _col(tmp_path)
+    col.index(_corpus(tmp_path, [{"_id": "a", "text": "The cats sleep most of the day in Berlin."},
+                                 {"_id": "b", "text": "Dogs bark at night in 2024."}]))
+    bm25 = col.snapshot().bm25
+    assert bm25.coverage("cats sleeping at night") == 1.0  # stemmed as the documents were
+    assert bm25.coverage("Katzen schlafen in Berlin") == pytest.approx(0.5)  # in, berlin of katzen schlafen in berlin
+    assert bm25.coverage("猫整天睡觉") == 0.0  # pieces no English document has
+    assert bm25.coverage("?!") is None  # no term at all
+
+    legacy = _col(tmp_path, "legacy", bm25_analyzer="en_stem")
+    legacy.index(_corpus(tmp_path, [{"_id": "a", "text": "The cats sleep."}]))
+    assert legacy.snapshot().bm25.coverage("cats") is None  # tantivy's own terms: not read here
+
+
+def test_a_query_mostly_foreign_to_the_collection_takes_the_low_coverage_weights(tmp_path):
+    from hsearch.query.execute import for_coverage
+
+    col = _col(tmp_path)
+    col.index(_corpus(tmp_path, [{"_id": "a", "text": "The cats sleep most of the day."},
+                                 {"_id": "b", "text": "Dogs bark at night."}]))
+    snap = col.snapshot()
+    weights = {"dense": 0.3, "sparse": 0.1, "colbert": 0.4, "bm25": 0.2}
+    own = col.plan("cats at night", "all+bm25", weights=weights, low_coverage="0.5:colbert=1")
+    assert own.low_coverage == (0.5, {"dense": 0.0, "sparse": 0.0, "colbert": 1.0, "bm25": 0.0})
+    assert for_coverage(own, snap) is own  # every term is there
+    foreign = col.plan("Katzen schlafen nachts", "all+bm25", weights=weights, low_coverage="0.5:colbert=1")
+    assert for_coverage(foreign, snap).weights == {"dense": 0.0, "sparse": 0.0, "colbert": 1.0, "bm25": 0.0}
+    # the search ranks by MaxSim alone then: every hit's fused score is its min-max colbert score
+    hits = col.search("Katzen schlafen nachts", "all+bm25", weights=weights, low_coverage="0.5:colbert=1")
+    colbert = [h.scores["colbert"] for h in hits]
+    assert [h.score for h in hits] == pytest.approx([(c - min(colbert)) / (max(colbert) - min(colbert)) for c in colbert])
+    off = col.plan("Katzen schlafen nachts", "all+bm25", weights=weights, low_coverage="off")
+    assert off.low_coverage == () and for_coverage(off, snap) is off
+    assert "under 50% of the query's BM25 terms: dense=0, sparse=0, colbert=1, bm25=0" in foreign.describe()
+
+
+@pytest.mark.parametrize("value, message", [("0.5", "THRESHOLD:WEIGHTS"), ("x:colbert=1", "must be a number"),
+                                            ("1.5:colbert=1", r"in \(0, 1\]"), ("0.5:bm25=0", "give one a positive"),
+                                            ("0.5:colbert=1", "add bm25 to the mode")])
+def test_bad_low_coverage_settings_say_what_to_do(value, message):
+    from hsearch.query.plan import make_plan
+
+    mode = "dense+sparse+colbert" if "add bm25" in message else "all+bm25"
+    with pytest.raises(InputError, match=message):
+        make_plan("cats", mode, low_coverage=value)

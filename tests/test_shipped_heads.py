@@ -171,7 +171,27 @@ def test_long_documents_take_the_models_long_document_weights(tmp_path, base_and
         assert info["long_documents"] == (name == "long") and info["default_weights_minmax"] == weights
 
 
+def test_heads_can_carry_weights_for_queries_foreign_to_the_collection(tmp_path, base_and_heads, corpus):
+    base, heads = base_and_heads
+    (heads / "fusion.json").write_text(json.dumps({"weights": {"sparse": 0.05},
+                                                   "weights_minmax": {"dense": 0.3, "colbert": 0.5, "bm25": 0.2},
+                                                   "weights_minmax_low_coverage": {"colbert": 1},
+                                                   "low_coverage_below": 0.5}))
+    folder = with_shipped_heads(base, heads, "tiny")
+    col = open_collection(tmp_path / "col", create=True, model=str(folder))
+    col.index(corpus)
+    low = {"dense": 0.0, "sparse": 0.0, "colbert": 1.0, "bm25": 0.0}
+    assert col.plan("dog", "all+bm25").low_coverage == (0.5, low)  # the model's own, by default
+    assert col.plan("dog", "all+bm25", weights="bm25=0.9").low_coverage == ()  # weights given: those hold
+    assert col.plan("dog", "dense+bm25").low_coverage == ()  # no signal of the mode has a low-coverage weight
+    assert col.plan("dog", "dense+sparse+colbert").low_coverage == ()  # no bm25 to read the coverage from
+    assert col.plan("dog", "all+bm25", fusion="rrf").low_coverage == ()
+    assert open_collection(tmp_path / "col").info()["low_coverage"] == {"below": 0.5, "weights": {"colbert": 1.0}}
+
+
 @pytest.mark.parametrize("bad", ['{"weights": {"sparce": 0.1}}', '{"weights": {"sparse": -1}}',
+                                 '{"weights": {}, "weights_minmax_low_coverage": {"colbert": 1}}',
+                                 '{"weights": {}, "weights_minmax_low_coverage": {"colbert": 1}, "low_coverage_below": 0}',
                                  '{"weights": {}, "weights_minmax": {"dense": "high"}}',
                                  '{"weights": {}, "weights_minmax_long": {"bm52": 0.3}}',
                                  '{"weights": [0.4, 0.1]}', '{"weights": {"sparse": "low"}}', "{not json"])

@@ -270,15 +270,22 @@ def _fingerprint(folder: Path) -> str:
 def _fusion_weights(folder: Path) -> dict:
     """The folder's fusion.json as {signal: weight} for raw weighted sums, plus {"minmax": {signal: weight}} for
     min-max fusion when the file gives "weights_minmax", and {"minmax_long": ...} for min-max fusion over long
-    documents when it gives "weights_minmax_long" (`Collection.long_documents`); {} without the file."""
+    documents when it gives "weights_minmax_long" (`Collection.long_documents`), {"minmax_low_coverage": ...,
+    "low_coverage_below": t} for queries whose BM25 coverage is under t (`Plan.low_coverage`); {} without the file."""
     path = folder / FUSION_FILE
     if not path.exists():
         return {}
     data = _read_json(path)
     out = _weights(path, "weights", data.get("weights"))
-    for key in ("minmax", "minmax_long"):
+    for key in ("minmax", "minmax_long", "minmax_low_coverage"):
         if f"weights_{key}" in data:
             out[key] = _weights(path, f"weights_{key}", data[f"weights_{key}"])
+    if "minmax_low_coverage" in out:
+        t = data.get("low_coverage_below")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t <= 1:
+            raise ModelError(f"{path}: \"weights_minmax_low_coverage\" needs \"low_coverage_below\", a number in (0, 1], "
+                             f"got {t!r}; fix or delete the file")
+        out["low_coverage_below"] = float(t)
     return out
 
 

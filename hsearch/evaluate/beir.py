@@ -286,15 +286,18 @@ def evaluate(dataset_dir: str | Path, modes: list[str], model: str | None = None
              fusion: str = "weighted", weights: str | dict | None = None, normalize: str | None = None,
              depth: int | None = None, config: CollectionConfig | None = None, sweep: bool = False,
              sweep_split: str | None = None, progress: bool = False, doc_score: str | None = None,
-             whole_weight: float = 0.5, precision: str | None = None, runtime: str | None = None) -> dict[str, dict]:
+             whole_weight: float = 0.5, precision: str | None = None, runtime: str | None = None,
+             low_coverage=None) -> dict[str, dict]:
     """{mode: {"nDCG@10", "Recall@100", "MRR@10"}} for each mode string (as given) on `split`.
+    low_coverage: the plans' (hsearch.query.plan.parse_low_coverage; None: the collection's model's).
 
     With sweep=True each fused mode's weights are tuned on `sweep_split` (default: dev if present,
     else train; never the evaluation split; see `sweep_weights`) and the mode is scored on `split` with the best ones;
     its entry gains "weights" and "sweep" ({"split", "nDCG@10", "points"}).
     """
     options = {"fusion": fusion, "weights": weights, "normalize": normalize, "doc_score": doc_score,
-               "whole_weight": whole_weight, **({"depth": depth} if depth else {})}
+               "whole_weight": whole_weight, **({"depth": depth} if depth else {}),
+               **({"low_coverage": low_coverage} if low_coverage is not None else {})}
     modes = check_modes(modes, k=k, **options)
     data = load_beir(dataset_dir, split, limit_queries)
     dev = None

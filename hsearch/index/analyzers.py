@@ -133,6 +133,13 @@ class Analyzer:
         terms = {t for name in present for t in self._analyze(spaced, name)}
         return terms | set(self._pieces(" ".join(runs)))
 
+    def query_by_analyzer(self, text: str, present) -> list[set[str]]:
+        """The query's distinct terms as each word analyzer in `present` makes them (its piece-script runs
+        as pieces in each): what one analysis of the query could match (`BM25Index.coverage`)."""
+        spaced, runs = _split(text)
+        pieces = set(self._pieces(" ".join(runs)))
+        return [set(self._analyze(spaced, name)) | pieces for name in present] or [pieces]
+
     def _analyze(self, text: str, name: str) -> list[str]:
         if not text.strip():
             return []

@@ -168,6 +168,18 @@ class BM25Index:
         searcher = self.index.searcher()
         return {name: n for name in WORD_ANALYZERS if (n := searcher.doc_freq("analyzer", name))}
 
+    def coverage(self, text: str) -> float | None:
+        """The share of the query's terms that occur in the collection, under the word analyzer that finds the
+        most of them: near 1 for a query in the documents' language, low for one in another language (its
+        words are not there, only names and numbers). None in a collection from before analyzers, or for a
+        query with no term. Deleted chunks count until tantivy merges them away."""
+        if self.analyzer is None:
+            return None
+        searcher = self.searcher()
+        shares = [sum(searcher.doc_freq("terms", t) > 0 for t in terms) / len(terms)
+                  for terms in self.analyzer.query_by_analyzer(text, self.present(searcher)) if terms]
+        return max(shares) if shares else None
+
     def _query(self, text: str, searcher):
         """The query, or None when it has no term this index could hold."""
         import tantivy

@@ -4,6 +4,7 @@ Retrieval and re-scoring go through the snapshot's sources (hsearch/backends/bas
 the vectors: hsearch's segment stores, BM25, or a Qdrant collection."""
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import islice
 
 import numpy as np
@@ -142,6 +143,7 @@ class _Ranked:
 def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None) -> list[Hit]:
     """Run `plan`. `enc`: the query encoded by the collection's plain model; `enc_whole`: by its
     long-context model, needed when the plan scores whole documents (doc_score whole or both)."""
+    plan = for_coverage(plan, snapshot)
     views = snapshot.has_views
     passages = _Ranked(plan, snapshot, enc, PASSAGE if views else None) if plan.doc_score != "whole" else None
     whole = _Ranked(plan, snapshot, enc_whole, WHOLE) if views and plan.doc_score != "maxp" else None
@@ -177,6 +179,17 @@ def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None
         hits.append(Hit(id=c["doc_id"], score=float(scores[row]), scores=detail, snippet=_snippet(c["text"]),
                         path=c["path"], title=c["title"] or None, chunk=c["chunk_no"], metadata=c["metadata"]))
     return hits
+
+
+def for_coverage(plan: Plan, snapshot) -> Plan:
+    """`plan` with its low-coverage weights when the collection holds under its threshold of the query's BM25
+    terms (a query in another language than the documents, whose lexical matches are only names and numbers,
+    which min-max would still spread over [0, 1]); else `plan`."""
+    if not plan.low_coverage or snapshot.bm25 is None:
+        return plan
+    threshold, weights = plan.low_coverage
+    c = snapshot.bm25.coverage(plan.query)
+    return replace(plan, weights=weights, low_coverage=()) if c is not None and c < threshold else plan
 
 
 def _minmax(scores: dict[int, float]) -> dict[int, float]:

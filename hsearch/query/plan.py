@@ -50,6 +50,9 @@ class Plan:
     doc_score: str = "maxp"
     whole_weight: float = 0.5  # both: weight of the whole-document score (the best passage's is 1 - this)
     ef_search: int | None = None  # HNSW dense segments: candidates the graph search keeps (None: dense.EF_SEARCH)
+    # (t, weights) or (): a query fewer than a share t of whose BM25 terms the collection holds (a query in
+    # another language than the documents: BM25Index.coverage) is fused with these weights instead (execute.py)
+    low_coverage: tuple = ()
 
     @property
     def cuts_at_k(self) -> bool:
@@ -79,6 +82,10 @@ class Plan:
         else:
             w = ", ".join(f"{s}={self.weights[s]:g}" for s in self.signals)
             lines.append(f"3. fuse: weighted sum ({w}), normalisation={self.normalize}")
+            if self.low_coverage:
+                t, low = self.low_coverage
+                lines.append(f"   (if the collection holds under {t:.0%} of the query's BM25 terms: "
+                             + ", ".join(f"{s}={low[s]:g}" for s in self.signals) + ")")
         if self.doc_score == "maxp":
             lines.append(f"4. group passages by document (best passage wins), return top-{self.k}")
         elif self.doc_score == "whole":
@@ -155,6 +162,41 @@ def parse_where(items) -> tuple:
     return tuple(out)
 
 
+def parse_low_coverage(value, signals, weights_given: bool, recorded: dict | None, fusion: str, normalize: str) -> tuple:
+    """The plan's `low_coverage`: `value` False or "off": none; "0.5:colbert=1" (or (0.5, {"colbert": 1})):
+    that threshold and those weights (signals left out weigh 0); None: the model's own (fusion.json
+    "weights_minmax_low_coverage", below "low_coverage_below"), for min-max fusion with the model's weights only.
+    Coverage is read from BM25's terms, so it needs bm25 in the mode."""
+    if value is False or value == "off":
+        return ()
+    if value is None:
+        recorded = recorded or {}
+        if weights_given or fusion != "weighted" or normalize != "minmax" or "minmax_low_coverage" not in recorded:
+            return ()
+        t, low = recorded.get("low_coverage_below"), recorded["minmax_low_coverage"]
+        if "bm25" not in signals or not any(low.get(s, 0) > 0 for s in signals):
+            return ()
+    else:
+        if isinstance(value, str):
+            head, sep, rest = value.partition(":")
+            if not sep:
+                raise InputError(f"--low-coverage {value!r}: give THRESHOLD:WEIGHTS, e.g. 0.5:colbert=1, or 'off'")
+            try:
+                t = float(head)
+            except ValueError:
+                raise InputError(f"--low-coverage {value!r}: the threshold must be a number, e.g. 0.5") from None
+            low = parse_weights(rest, signals, {s: 0.0 for s in SIGNALS})
+        else:
+            t, low = value
+        if "bm25" not in signals:
+            raise InputError("--low-coverage reads the query's coverage from BM25; add bm25 to the mode")
+        if not any(low.get(s, 0) > 0 for s in signals):
+            raise InputError("--low-coverage weights give every signal of the mode 0; give one a positive weight")
+    if not isinstance(t, (int, float)) or not 0 < t <= 1:
+        raise InputError(f"low-coverage threshold must be in (0, 1], got {t!r}")
+    return float(t), {s: float(low.get(s, 0.0)) for s in signals}
+
+
 def model_weights(recorded: dict | None, fusion: str = "weighted", normalize: str = "none",
                   long_documents: bool = False) -> dict | None:
     """The part of a model's fusion weights (its fusion.json as a collection records it: signal entries for raw
@@ -172,12 +214,12 @@ def make_plan(query: str, mode: str = DEFAULT_MODE, k: int = 10, depth: int = 10
               weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
               where=(), colbert_depth: int = 200, doc_score: str | None = None, whole_weight: float = 0.5,
               default_weights: dict | None = None, ef_search: int | None = None,
-              long_documents: bool = False) -> Plan:
+              long_documents: bool = False, low_coverage=None) -> Plan:
     """default_weights: the weights a model's heads were tuned for (`Collection.plan` passes the ones its
     collection was built with); what `weights` leaves out comes from them, then from DEFAULT_WEIGHTS.
     Its signal entries apply to raw weighted sums (they correct the scale of the heads' raw scores); its
     "minmax" entry, where the model has one, to min-max fusion ("minmax_long" instead when `long_documents`:
-    `Collection.long_documents`). DBSF and RRF keep the planner's defaults."""
+    `Collection.long_documents`). DBSF and RRF keep the planner's defaults. low_coverage: `parse_low_coverage`."""
     if not isinstance(query, str) or not query.strip():
         raise InputError("empty query; give the text to search for")
     if isinstance(mode, str) and "@" in mode:  # "dense+bm25@both": the document score inside the mode
@@ -200,6 +242,7 @@ def make_plan(query: str, mode: str = DEFAULT_MODE, k: int = 10, depth: int = 10
         normalize = "minmax" if "bm25" in signals and len(signals) > 1 else "none"
     if normalize not in NORMALIZERS:
         raise InputError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZERS)}")
+    low = parse_low_coverage(low_coverage, signals, weights is not None, default_weights, fusion, normalize)
     default_weights = model_weights(default_weights, fusion, normalize, long_documents)
     w = weights if isinstance(weights, dict) else parse_weights(weights, signals, default_weights)
     w = {**DEFAULT_WEIGHTS, **(default_weights or {}), **w}
@@ -210,4 +253,5 @@ def make_plan(query: str, mode: str = DEFAULT_MODE, k: int = 10, depth: int = 10
     return Plan(query=query, signals=signals, first_stage=first, depth=depth, k=k, fusion=fusion,
                 normalize=normalize, weights={s: w[s] for s in signals}, rrf_k=rrf_k,
                 where=tuple(where) if not isinstance(where, tuple) else where, doc_score=doc_score,
-                whole_weight=float(whole_weight), ef_search=None if ef_search is None else int(ef_search))
+                whole_weight=float(whole_weight), ef_search=None if ef_search is None else int(ef_search),
+                low_coverage=low)

@@ -49,7 +49,7 @@ def query(request: Request, name: str, body: QueryRequest):
     plan = col.reader.plan(body.query, body.mode, k=body.k, where=body.where, depth=body.depth, fusion=body.fusion,
                            weights=body.weights, normalize=body.normalize, rrf_k=body.rrf_k,
                            doc_score=body.doc_score, whole_weight=body.whole_weight,
-                           ef_search=body.ef_search)
+                           ef_search=body.ef_search, low_coverage=body.low_coverage)
     encoded, encoded_whole = col.encode_queries(plan)
     hits = col.reader.run(plan, encoded=encoded, encoded_whole=encoded_whole)
     out: dict[str, Any] = {"hits": [{"id": h.id, "score": h.score, "scores": h.scores, "snippet": h.snippet,

@@ -31,6 +31,9 @@ class QueryRequest(BaseModel):
                                                    '"dense=0.4,sparse=0.2"; default: the collection\'s.')
     normalize: Literal["none", "minmax", "dbsf"] | None = None
     rrf_k: int = Field(60, ge=1, le=10_000)
+    low_coverage: str | None = Field(None, max_length=200, description='Min-max weights for a query the collection '
+                                     'holds under a share T of the BM25 terms of, "T:WEIGHTS" (e.g. "0.5:colbert=1") '
+                                     'or "off"; default: the model\'s own.')
     depth: int = Field(100, ge=1, le=MAX_DEPTH, description="Candidates each first-stage signal retrieves.")
     doc_score: Literal["maxp", "whole", "both"] | None = None
     whole_weight: float = Field(0.5, ge=0.0, le=1.0)
