@@ -270,3 +270,4 @@ def test_bad_low_coverage_settings_say_what_to_do(value, message):
     mode = "dense+sparse+colbert" if "add bm25" in message else "all+bm25"
     with pytest.raises(InputError, match=message):
         make_plan("cats", mode, low_coverage=value)
+    assert make_plan("cats", "colbert", low_coverage="0.5:colbert=1").low_coverage == ()  # one signal: nothing to weigh

@@ -166,8 +166,9 @@ def parse_low_coverage(value, signals, weights_given: bool, recorded: dict | Non
     """The plan's `low_coverage`: `value` False or "off": none; "0.5:colbert=1" (or (0.5, {"colbert": 1})):
     that threshold and those weights (signals left out weigh 0); None: the model's own (fusion.json
     "weights_minmax_low_coverage", below "low_coverage_below"), for min-max fusion with the model's weights only.
-    Coverage is read from BM25's terms, so it needs bm25 in the mode."""
-    if value is False or value == "off":
+    Coverage is read from BM25's terms, so it needs bm25 in the mode; a one-signal mode ignores it, as it does
+    weights."""
+    if value is False or value == "off" or len(signals) == 1:  # one signal: no weights to choose
         return ()
     if value is None:
         recorded = recorded or {}
