@@ -142,6 +142,7 @@ class Collection:
         self._query_encoder = None
         self._snapshot: Snapshot | None = None
         self._snapshot_key = None
+        self._manifest_path = str(self.folder / MANIFEST)
         self._snapshot_lock = threading.Lock()  # queries from several threads (hsearch serve) share one snapshot
         # seconds a write waits for another process's write (an index run, a server's writer) before it is refused
         self.lock_wait = LOCK_WAIT_S
@@ -278,7 +279,7 @@ class Collection:
     def snapshot(self) -> Snapshot:
         """The latest committed state (re-read when another process committed since)."""
         with self._snapshot_lock:
-            st = (self.folder / MANIFEST).stat()
+            st = os.stat(self._manifest_path)  # a str: no Path built per query
             key = (st.st_mtime_ns, st.st_size, st.st_ino)
             if self._snapshot is None or key != self._snapshot_key:
                 self._snapshot, self._snapshot_key = self._open_snapshot(), key

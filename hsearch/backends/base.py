@@ -90,7 +90,10 @@ class Source(Protocol):
     signals: frozenset
 
     def collect(self, first: dict[str, Any], depth: int, score: dict[str, Any], scope: Scope,
-                extra: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+                extra: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The ids (sorted, distinct) of `extra` and of each `first` signal's top-`depth` in `scope`, and
+        each `score` signal's score of them."""
+        ...
 
 
 class Sink(Protocol):

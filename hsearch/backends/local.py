@@ -25,7 +25,10 @@ EXACT_SEARCH_SCORES = frozenset({"sparse", "bm25"})
 
 def _collect(source, first: dict, depth: int, score: dict, scope: Scope, extra: np.ndarray):
     found = {s: source.search(s, q, depth, scope) for s, q in first.items()}
-    ids = np.unique(np.concatenate([np.asarray(extra, np.int64)] + [f[0] for f in found.values()]))
+    if len(found) == 1 and not len(extra):  # one top-k: its ids are distinct already
+        ids = np.sort(next(iter(found.values()))[0])
+    else:
+        ids = np.unique(np.concatenate([np.asarray(extra, np.int64)] + [f[0] for f in found.values()]))
     out = {}
     for s, q in score.items():
         if s in found and s in EXACT_SEARCH_SCORES:

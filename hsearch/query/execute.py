@@ -48,13 +48,14 @@ def gather(sources, first: dict, depth: int, score: dict, scope,
     for s in [*first, *score]:
         if s not in owner:  # an empty collection, or a signal no store holds
             return np.empty(0, np.int64), {}
-    cand, parts = np.unique(np.asarray(extra if extra is not None else [], np.int64)), []
+    cand = np.unique(np.asarray(extra, np.int64)) if extra is not None else np.empty(0, np.int64)
+    parts = []
     for src in sources:
         mine_first = {s: q for s, q in first.items() if owner[s] is src}
         mine_score = {s: q for s, q in score.items() if owner[s] is src}
         if mine_first or mine_score:
             ids, scores = src.collect(mine_first, depth, mine_score, scope, cand)
-            cand = np.union1d(cand, ids)
+            cand = np.union1d(cand, ids) if len(cand) else ids  # a source's ids come sorted and distinct
             parts.append((src, mine_score, ids, scores))
     table = {}
     for src, mine_score, ids, scores in parts:
@@ -202,8 +203,9 @@ def _minmax(scores: dict[int, float]) -> dict[int, float]:
 def _snippet(text: str) -> str:
     """The text with its whitespace collapsed, cut at a word before SNIPPET_CHARS. Only a head of the text is
     collapsed (long chunks made this a tenth of a query's time): once the head's whole words give more than
-    SNIPPET_CHARS characters, they are the collapsed text's own start, and the cut falls inside them."""
-    n = 2 * SNIPPET_CHARS
+    SNIPPET_CHARS characters, they are the collapsed text's own start, and the cut falls inside them. The first
+    head is just over SNIPPET_CHARS (prose collapses little), doubled until its words are enough."""
+    n = SNIPPET_CHARS + 32
     while n < len(text):
         words = text[:n].split()
         if not text[n].isspace() and not text[n - 1].isspace():
