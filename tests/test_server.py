@@ -73,6 +73,9 @@ def test_query_info_health(http, server):
     assert [h["score"] for h in answer["hits"]] == pytest.approx([h.score for h in local], abs=1e-6)
     filtered = http.post("/collections/col/query", json={"query": "city", "where": ["lang=de"], "mode": "bm25+dense"})
     assert _ids(filtered.json()) == ["berlin"]
+    foreign = http.post("/collections/col/query", json={"query": "Hund Katze", "mode": "bm25+dense", "explain": True,
+                                                        "weights": "dense=0.5,bm25=0.5", "low_coverage": "0.5:dense=1"})
+    assert "of the query's BM25 terms: dense=1, bm25=0" in foreign.json()["plan"]
     info = http.get("/collections/col").json()
     assert info["documents"] >= 4 and info["model"] == open_collection(server[1]).info()["model"]
     assert http.get("/health").json() == {"status": "ok"}
@@ -138,6 +141,8 @@ BAD = [
     ("unknown field", "POST", "/collections/col/query", {"json": {"query": "dog", "wehre": ["a=b"]}}, 422, "wehre"),
     ("bad where", "POST", "/collections/col/query", {"json": {"query": "dog", "where": ["year>abc"]}}, 400,
      "is not a number"),
+    ("bad low_coverage", "POST", "/collections/col/query", {"json": {"query": "dog", "mode": "dense+bm25",
+                                                                     "low_coverage": "half"}}, 400, "THRESHOLD:WEIGHTS"),
     ("oversize body", "PUT", "/collections/col/documents", {"json": [{"id": "x", "text": "word " * 50_000}]}, 413,
      "request body over 200000 bytes"),
     ("non-UTF-8", "POST", "/collections/col/query", {"content": b'{"query": "caf\xe9 \xff"}'}, 400, "UTF-8"),
