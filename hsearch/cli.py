@@ -463,6 +463,13 @@ def train(model, out, beir, pairs_from, colbert_dim, epochs, lr, temperature, ha
                max_steps=max_steps)
     click.echo(f"{card['pairs']} pairs from {', '.join(card['data'])}; {card['steps']} steps -> {out} "
                f"(use it as --model {out})")
+    fusion = card.get("fusion")
+    if isinstance(fusion, dict):
+        click.echo("fusion weights (fusion.json), chosen on " + fusion["chosen_on"] + ": sparse "
+                   f"{fusion['weights']['sparse']:g} in raw sums; min-max "
+                   + ", ".join(f"{s}={w:g}" for s, w in fusion["weights_minmax"].items()))
+    elif fusion:
+        click.echo(f"fusion weights {fusion}")
 
 if __name__ == "__main__":
     main()

@@ -260,3 +260,34 @@ def test_training_scores_what_the_engine_scores_prefix_left_out(tiny_bgem3):
     for j, dj in enumerate(de):
         assert float(got_sparse[0, j]) == pytest.approx(sparse_score(qe.sparse, dj.sparse), rel=1e-4, abs=1e-6)
         assert float(got_colbert[0, j]) == pytest.approx(colbert_score(qe.colbert, dj.colbert), rel=1e-4)
+
+
+def test_a_trained_model_gets_fusion_weights_chosen_on_pairs_it_never_saw(tmp_path, tiny_bgem3, toy):
+    from hsearch.engine import open_collection
+    from hsearch.train.data import load_training_data
+    from hsearch.train.fusion_choice import SPARSE_GRID
+
+    data = load_training_data([f"{toy}:train"], limit=50, seed=0)  # 50 trained on, 30 held out
+    assert len(data.pairs) == 50 and len(data.held) == 30
+    assert not {p.query for p in data.held} & {p.query for p in data.pairs} and not set(data.held_pool) & set(data.pool)
+    out = tmp_path / "fused"
+    card = train(str(tiny_bgem3), out, TrainConfig(fresh=True, limit=50, max_batch=16), beir=[f"{toy}:train"],
+                 max_steps=2)
+    fusion = json.loads((out / "fusion.json").read_text())
+    assert fusion["weights"]["sparse"] in SPARSE_GRID and set(fusion["weights"]) == {"sparse"}
+    minmax = fusion["weights_minmax"]
+    assert set(minmax) == {"dense", "sparse", "colbert", "bm25"} and sum(minmax.values()) == pytest.approx(1, abs=1e-5)
+    assert fusion["chosen_on"].startswith("30 queries and 30 documents of pairs held out")
+    scores = fusion["heldout_ndcg10"]
+    assert scores["all+bm25 min-max, chosen"] >= max(scores[f"{s} alone"] for s in minmax)  # the grid's best
+    assert scores["dense+sparse raw, sparse weight beside dense 0.4"][str(fusion["weights"]["sparse"])] == \
+        max(scores["dense+sparse raw, sparse weight beside dense 0.4"].values())
+    assert card["fusion"]["weights_minmax"] == minmax
+    assert json.loads((out / "training.json").read_text())["fusion"]["weights"] == fusion["weights"]
+    col = open_collection(tmp_path / "col", create=True, model=str(out))  # what a collection of it then uses
+    assert col.plan("x", "all+bm25").weights == minmax
+    assert col.plan("x", "dense+sparse").weights == {"dense": 0.4, "sparse": fusion["weights"]["sparse"]}
+
+    few = train(str(tiny_bgem3), tmp_path / "few", TrainConfig(fresh=True, max_batch=16), beir=[f"{toy}:train"],
+                max_steps=1)  # 80 pairs, no --limit: nothing held out
+    assert not (tmp_path / "few" / "fusion.json").exists() and few["fusion"].startswith("not chosen: 0 held-out")

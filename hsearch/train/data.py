@@ -6,7 +6,7 @@ negatives are mined. Test splits are refused: the heads must never see what they
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hsearch.errors import InputError
@@ -18,6 +18,8 @@ MIN_BODY_CHARS = 40  # a body shorter than this teaches nothing about matching a
 # what the query asks about (FirstP vs BestP, Dai & Callan 2019).
 LONG_DOC_CHARS = 4000
 PASSAGE_CHARS = 1600
+HOLD_FROM = 200  # pairs a source needs before a tenth of its queries is held out (without --limit)
+HOLD_AT_MOST = 2000  # held-out pairs a source gives at most (without --limit)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class TrainingData:
     pairs: list[Pair]
     pool: dict[str, str]  # document key -> text; keys are "<source>/<id>", so sources never collide
     sources: dict[str, int]  # source -> pairs taken from it
+    # pairs left out of training (their queries and documents never trained on) and their documents' texts:
+    # what a trained model's fusion weights are chosen on (fusion_choice.py)
+    held: list[Pair] = field(default_factory=list)
+    held_pool: dict[str, str] = field(default_factory=dict)
 
     def positives(self) -> dict[tuple[str, str], set[str]]:
         """(source, query) -> keys of every document that is a positive of that query."""
@@ -142,16 +148,33 @@ def title_pairs(path: str) -> tuple[str, list[Pair], dict[str, str]]:
 def load_training_data(beir: list[str] = (), pairs_from: list[str] = (), limit: int | None = None,
                        seed: int = 0) -> TrainingData:
     """Pairs of every source; with `limit`, a seeded sample of at most that many pairs per source (the
-    pool shrinks to their documents, so the cost of caching states stays bounded)."""
+    pool shrinks to their documents, so the cost of caching states stays bounded). Pairs left out of the
+    sample are held out (`TrainingData.held`); without `limit`, a source of HOLD_FROM pairs or more gives a
+    tenth of its queries (at most HOLD_AT_MOST pairs) to the held-out pairs instead of to training."""
     if not beir and not pairs_from:
         raise InputError("no training data: give --beir DATASET[:SPLIT] (labelled) and/or --pairs CORPUS "
                          "(unsupervised title -> body pairs)")
     data = TrainingData([], {}, {})
     for source, pairs, pool in [beir_pairs(s) for s in beir] + [title_pairs(p) for p in pairs_from]:
         if limit is not None and len(pairs) > limit:
-            pairs = sorted(random.Random(seed).sample(pairs, limit), key=lambda p: (p.doc, p.query))
-            pool = {p.doc: pool[p.doc] for p in pairs}
-        data.add(source, pairs, pool)
+            sample = random.Random(seed).sample(range(len(pairs)), limit)
+            chosen = set(sample)
+            held = [p for i, p in enumerate(pairs) if i not in chosen]
+            pairs = sorted((pairs[i] for i in sample), key=lambda p: (p.doc, p.query))
+        elif limit is None and len(pairs) >= HOLD_FROM:  # (with a --limit, a source under it trains whole, as before)
+            queries = sorted({p.query for p in pairs})
+            random.Random(seed).shuffle(queries)
+            out = set(queries[:len(queries) // 10])
+            held = [p for p in pairs if p.query in out][:HOLD_AT_MOST]
+            pairs = [p for p in pairs if p.query not in out]
+        else:
+            data.add(source, pairs, pool)
+            continue
+        docs, queries = {p.doc for p in pairs}, {p.query for p in pairs}
+        held = [p for p in held if p.doc not in docs and p.query not in queries]  # never seen in training
+        data.held += held
+        data.held_pool.update({p.doc: pool[p.doc] for p in held})
+        data.add(source, pairs, {p.doc: pool[p.doc] for p in pairs})
     return data
 
 

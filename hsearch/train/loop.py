@@ -25,9 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hsearch.encode.loader import FUSION_FILE
 from hsearch.errors import InputError
+from hsearch.storage.atomic import write_json_atomic
 
 from .data import TrainingData, load_training_data
+from .fusion_choice import MIN_QUERIES, choose_fusion
 from .heads import SIGNALS, Batch, Heads, colbert_scores, colbert_vectors, dense_vectors, losses, prefix_mask, \
     sparse_scores, sparse_weights
 from .states import StateCache
@@ -122,11 +125,18 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
         bar.close()
     card = {"base_model": encoder.spec.name, "base_fingerprint": transformer_fingerprint(encoder),
             "start_fingerprint": encoder.spec.fingerprint, "recipe": asdict(config),
-            "start": start, "data": data.sources, "pairs": len(data.pairs), "documents": len(data.pool), "steps": step,
+            "start": start, "data": data.sources, "pairs": len(data.pairs), "held_out_pairs": len(data.held), "documents": len(data.pool), "steps": step,
             "loss_first_last": [history[0] if history else None, history[-1] if history else None],
             "command": " ".join(["hsearch train", f"--model {model}", *(f"--beir {b}" for b in beir),
                                  *(f"--pairs {p}" for p in pairs_from), *_flags(config), f"--out {out}"])}
     save_model(encoder, heads, out, card)
+    fusion = choose_fusion(out, data.held, data.held_pool, config.seed) if step else None
+    card["fusion"] = ({k: fusion[k] for k in ("weights", "weights_minmax", "chosen_on")} if fusion else
+                      f"not chosen: {len(data.held)} held-out pairs, {MIN_QUERIES} queries needed (the planner's "
+                      "weights apply); a source of 200 pairs or more, or --limit below its size, leaves enough")
+    if fusion:
+        write_json_atomic(out / FUSION_FILE, fusion)
+    write_json_atomic(out / "training.json", json.loads(json.dumps(card, default=str)))  # with what was chosen
     return card
 
 
