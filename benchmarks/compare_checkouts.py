@@ -57,7 +57,8 @@ print(json.dumps(out))
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkouts", required=True, help="two or more comma-separated checkout folders (repository roots)")
-    ap.add_argument("--collection", required=True, help="bench_engine.py's synthetic collection folder")
+    ap.add_argument("--collection", required=True, type=lambda p: str(Path(p).resolve()),
+                    help="bench_engine.py's synthetic collection folder")
     ap.add_argument("--chunks", type=int, default=100_000, help="the synthetic corpus size it was built with")
     ap.add_argument("--modes", default="sparse,dense+sparse")
     ap.add_argument("--rounds", type=int, default=3)
@@ -71,7 +72,7 @@ def main(argv=None):
         for c in checkouts:
             res = subprocess.run([sys.executable, "-c", CHILD, a.collection, ",".join(modes), str(a.chunks),
                                   str(Path(__file__).resolve().parent)], env={**env, "PYTHONPATH": str(c)},
-                                 capture_output=True, text=True, check=True)
+                                 cwd=c, capture_output=True, text=True, check=True)  # cwd: `-c` puts it first on the path
             row = json.loads(res.stdout.strip().splitlines()[-1])
             if Path(row["hsearch"]).resolve().parents[1] != c:
                 raise SystemExit(f"{c}: the child imported {row['hsearch']}, not this checkout's hsearch")
