@@ -40,7 +40,7 @@ from hsearch.evaluate.beir import (  # noqa: E402
     load_beir,
     weight_grid,
 )
-from hsearch.query.plan import model_weights  # noqa: E402
+from hsearch.query.plan import DEFAULT_WEIGHTS, model_weights  # noqa: E402
 
 # (label, lexical signals scaled, power of the coverage; a power of None is a gate: weight 0 below 0.5)
 RULES = (("fixed", (), 1.0), ("bm25 x c", ("bm25",), 1.0), ("bm25 x c^2", ("bm25",), 2.0),
@@ -89,15 +89,17 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="markdown file to append the report to")
     a = ap.parse_args(argv)
     paths = [Path(p) for p in a.datasets.split(",") if p]
-    names = [p.name for p in paths]
+    names = [p.name for p in paths]  # a set is named by its folder, or by two levels where folders share a name
+    names = names if len(set(names)) == len(names) else ["/".join(p.parts[-2:]) for p in paths]
     got = {r[0]: {} for r in RULES}
     cover, kept = {}, {}  # kept[set] = [(coverage, fusion columns, chunk documents, qrels) per query]
     for name, folder in zip(names, paths):
         data = load_beir(folder, "test", a.limit_queries or None)
         col = eval_collection(data.corpus, a.model, precision="fp32", runtime="torch")
         signals, table = chunk_tables(col, data.queries, a.mode)
-        base = model_weights(_fusion_weights(resolve_model_dir(a.model)), "weighted", "minmax")  # the shipped heads' own
-        base = {s: base[s] for s in signals}
+        # the model's own min-max weights, else the planner's (as a plan takes them)
+        own = model_weights(_fusion_weights(resolve_model_dir(a.model)), "weighted", "minmax") or {}
+        base = {s: {**DEFAULT_WEIGHTS, **own}[s] for s in signals}
         bm25 = col.snapshot().bm25
         cov = {q: bm25.coverage(text) for q, text in data.queries.items()}
         cover[name] = np.array([c for c in cov.values() if c is not None])

@@ -377,6 +377,76 @@ def fusion_sweep_check(ctx, stdout):
         assert [singles["dense"][col_i], singles["bm25"][col_i]] == [round(got[m]["nDCG@10"], 4) for m in ("dense", "bm25")]
 
 
+# ------------------------------------------------------------------------------ sweep_coverage.py
+
+
+def coverage_sweep_args(ctx):
+    a, b = pieces_beir(ctx.tmp / "ca" / "beir"), pieces_beir(ctx.tmp / "cb" / "beir", first=2, last=3)
+    return ["--model", ctx.model, "--datasets", f"{a},{b}", "--out", ctx.report("coverage.md")]
+
+
+def coverage_sweep_check(ctx, stdout):
+    text = (ctx.tmp / "coverage.md").read_text()
+    head = "| rule | ca/beir | cb/beir | mean |"
+    assert head in text and "Commit:" in text, text
+    lines = text.splitlines()
+    rules = {c[0]: [float(x) for x in c[1:]] for c in map(cells, lines[lines.index(head) + 2:]) if len(c) == 4}
+    assert list(rules) == ["fixed", "bm25 x c", "bm25 x c^2", "bm25, sparse x c", "bm25, sparse x c^2",
+                           "bm25, sparse: 0 below c 0.5"]
+    for r in rules.values():
+        assert all(0 <= x <= 1 for x in r) and r[2] == pytest.approx((r[0] + r[1]) / 2, abs=1e-4)
+    best = re.search(r"Best scaling rule by the mean: (.*) \(([\d.]+); fixed ([\d.]+)\)", text)
+    assert float(best.group(2)) == max(r[2] for r in rules.values()) and float(best.group(3)) == rules["fixed"][2]
+    regimes = [c for c in map(cells, lines) if len(c) == 6 and c[0] in ("0.25", "0.5", "0.75")]
+    assert [c[0] for c in regimes] == ["0.25", "0.5", "0.75"] and all(0 <= float(c[5]) <= 1 for c in regimes)
+    # `fixed` is what the engine gives: all+bm25 with the same weights and no low-coverage rule
+    ctx.monkeypatch.setenv("HSEARCH_CACHE", str(ctx.tmp / "cache"))
+    from hsearch.evaluate.beir import evaluate
+
+    base = re.search(r"Base weights: (.*)", text).group(1)
+    for col_i, folder in enumerate((ctx.tmp / "ca" / "beir", ctx.tmp / "cb" / "beir")):
+        got = evaluate(folder, ["all+bm25"], model=str(ctx.model), precision="fp32", runtime="torch",
+                       weights=base.replace(" ", ""), normalize="minmax", low_coverage="off")
+        assert rules["fixed"][col_i] == pytest.approx(got["all+bm25"]["nDCG@10"], abs=1e-4)
+
+
+# ------------------------------------------------------------------------------ compare_checkouts.py
+
+
+def compare_args(ctx):
+    """bench_engine's synthetic collection, small, and two checkouts: this one and a copy of its package."""
+    import shutil
+    import sys as _sys
+
+    _sys.path.insert(0, str(BENCH))
+    from harness.synthetic import make_corpus
+
+    from hsearch.config import CollectionConfig
+
+    texts = make_corpus(2000, seed=0)[0]
+    enc = FakeEncoder(dim=384, colbert_dim=128, colbert_tokens=48, rank=48, seed=0)
+    col = open_collection(ctx.tmp / "syn", create=True, encoder=enc,
+                          config=CollectionConfig(model=enc.spec.name, chunk_tokens=256, chunk_overlap=0))
+    col.add([{"id": f"s{i:07d}", "text": t} for i, t in enumerate(texts)])
+    copy = ctx.tmp / "copy"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "hsearch", copy / "hsearch",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return ["--checkouts", f"{Path(__file__).resolve().parents[1]},{copy}", "--collection", ctx.tmp / "syn",
+            "--chunks", 2000, "--modes", "sparse,dense+bm25", "--rounds", 2, "--out", ctx.report("compare.md")]
+
+
+def compare_check(ctx, stdout):
+    text = (ctx.tmp / "compare.md").read_text()
+    rows = [cells(line) for line in text.splitlines() if line.startswith("| sparse |") or line.startswith("| dense+bm25 |")]
+    assert [r[0] for r in rows] == ["sparse", "dense+bm25"], text
+    for r in rows:
+        for cell in r[1:]:  # "a / b: **median**" for each checkout
+            runs, median = cell.split(": ")
+            values = [float(x) for x in runs.split(" / ")]
+            assert len(values) == 2 and all(v > 0 for v in values)
+            assert float(median.strip("*")) == pytest.approx(sum(values) / 2, abs=1e-3)
+
+
 # ------------------------------------------------------------------------------ sparse_ceiling.py
 
 
@@ -562,6 +632,8 @@ QUICK = {
                              sparse_check),
     "sweep_sparse_weight.py": Quick(sweep_args, sweep_check),
     "sweep_fusion.py": Quick(fusion_sweep_args, fusion_sweep_check),
+    "sweep_coverage.py": Quick(coverage_sweep_args, coverage_sweep_check),
+    "compare_checkouts.py": Quick(compare_args, compare_check),
     "sparse_ceiling.py": Quick(ceiling_args, ceiling_check),
     "bench_qdrant_backend.py": Quick(qdrant_args, qdrant_check, needs=(("qdrant_edge", "qdrant-edge is not installed"),),
                                      in_process=qdrant_in_process),
