@@ -32,14 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.report import commit_header, emit  # noqa: E402
 
 from hsearch.encode.loader import _fusion_weights, resolve_model_dir  # noqa: E402
-from hsearch.evaluate.beir import (  # noqa: E402
-    chunk_tables,
-    eval_collection,
-    fusion_columns,
-    grid_ndcg,
-    load_beir,
-    weight_grid,
-)
+from hsearch.evaluate.beir import chunk_tables, eval_collection, fusion_columns, grid_ndcg, load_beir, weight_grid  # noqa: E402
 from hsearch.query.plan import DEFAULT_WEIGHTS, model_weights  # noqa: E402
 
 # (label, lexical signals scaled, power of the coverage; a power of None is a gate: weight 0 below 0.5)
