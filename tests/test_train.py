@@ -291,3 +291,12 @@ def test_a_trained_model_gets_fusion_weights_chosen_on_pairs_it_never_saw(tmp_pa
     few = train(str(tiny_bgem3), tmp_path / "few", TrainConfig(fresh=True, max_batch=16), beir=[f"{toy}:train"],
                 max_steps=1)  # 80 pairs, no --limit: nothing held out
     assert not (tmp_path / "few" / "fusion.json").exists() and few["fusion"].startswith("not chosen: 0 held-out")
+
+
+def test_held_out_ties_go_to_the_weights_the_model_started_from():
+    from hsearch.train.fusion_choice import _nearest
+
+    points = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    assert _nearest(np.array([1.0, 1.0, 1.0]), points, np.array([0.4, 0.6])) == 1  # held-out data too easy: the prior
+    assert _nearest(np.array([0.9, 0.8, 1.0]), points, np.array([1.0, 0.0])) == 2  # a better point beats the prior
+    assert _nearest(np.array([1.0, 0.2, 1.0]), points, np.array([0.0, 1.0])) == 2  # among the tied, the nearest

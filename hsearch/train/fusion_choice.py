@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hsearch.query.plan import DEFAULT_WEIGHTS, model_weights
+
 from .data import Pair
 
 QUERIES = 200  # held-out queries asked, at most
@@ -45,8 +47,16 @@ def held_out_set(held: list[Pair], pool: dict[str, str], seed: int):
     return queries, qrels, {k: pool[k] for k in keys}
 
 
-def choose_fusion(model_dir: Path, held: list[Pair], pool: dict[str, str], seed: int) -> dict | None:
-    """The content of the model's fusion.json, chosen on the held-out pairs; None when there are too few."""
+def _nearest(scores: np.ndarray, points: np.ndarray, prior: np.ndarray) -> int:
+    """The best-scoring point; among points tied with it, the one nearest the prior (L1), then the earlier. Held-out
+    pairs a model finds too easy (a title repeated in its body) tie every point: the prior then stands."""
+    tied = np.flatnonzero(scores >= scores.max() - 1e-9)
+    return int(tied[np.argmin(np.abs(points[tied] - prior).sum(axis=1), axis=0)])
+
+
+def choose_fusion(model_dir: Path, held: list[Pair], pool: dict[str, str], seed: int, prior: dict | None = None) -> dict | None:
+    """The content of the model's fusion.json, chosen on the held-out pairs; None when there are too few.
+    `prior`: the weights the model started from (its base model's recorded fusion weights), where ties go."""
     from hsearch.engine import open_collection
     from hsearch.evaluate.beir import chunk_tables, fusion_columns, grid_ndcg, weight_grid
 
@@ -62,13 +72,17 @@ def choose_fusion(model_dir: Path, held: list[Pair], pool: dict[str, str], seed:
         _signals, raw = chunk_tables(col, queries, "dense+sparse")  # columns: dense, sparse
         grid = np.array([[0.4, w] for w in SPARSE_GRID])
         got = grid_ndcg({q: m for q, (m, _d) in raw.items()}, {q: d for q, (_m, d) in raw.items()}, qrels, grid)
-        sparse = SPARSE_GRID[int(np.argmax(got))]  # ties: the smaller weight
+        prior_raw = {**DEFAULT_WEIGHTS, **model_weights(prior)}
+        sparse = SPARSE_GRID[_nearest(got, grid, np.array([0.4, prior_raw["sparse"] * 0.4 / prior_raw["dense"]]))]
         signals, table = chunk_tables(col, queries, "all+bm25")
         points = weight_grid(signals)
         grid_mm = np.array([[w[s] for s in signals] for w in points])
         cols = {q: fusion_columns(m, "weighted", "minmax") for q, (m, _d) in table.items()}
         got_mm = grid_ndcg(cols, {q: d for q, (_m, d) in table.items()}, qrels, grid_mm)
-        best = int(np.argmax(got_mm))  # ties: the earlier grid point
+        start = {**DEFAULT_WEIGHTS, **(model_weights(prior, "weighted", "minmax") or {})}
+        start = np.array([start[s] for s in signals]) / sum(start[s] for s in signals)
+        best = _nearest(got_mm, grid_mm, start)
+        tied = int((got_mm >= got_mm.max() - 1e-9).sum())
         alone = {s: float(got_mm[points.index({t: float(t == s) for t in signals})]) for s in signals}
     return {
         "weights": {"sparse": sparse},
@@ -76,7 +90,8 @@ def choose_fusion(model_dir: Path, held: list[Pair], pool: dict[str, str], seed:
         "applies_to": "weights: raw weighted sums (normalisation none); weights_minmax: min-max fusion (the default "
                       "whenever bm25 is in the mode); DBSF and RRF keep the planner's weights",
         "chosen_on": f"{len(queries)} queries and {len(docs)} documents of pairs held out of this model's training data "
-                     f"(never trained on), indexed by this model; seed {seed}",
+                     f"(never trained on), indexed by this model; seed {seed}; {tied} min-max grid points tied for the best, "
+                     "the tie going to the one nearest the weights the model started from",
         "heldout_ndcg10": {"dense+sparse raw, sparse weight beside dense 0.4": dict(zip(map(str, SPARSE_GRID),
                                                                                        map(float, got))),
                            "all+bm25 min-max, chosen": float(got_mm[best]),

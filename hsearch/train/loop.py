@@ -130,7 +130,7 @@ def train(model: str, out: str | Path, config: TrainConfig = TrainConfig(), beir
             "command": " ".join(["hsearch train", f"--model {model}", *(f"--beir {b}" for b in beir),
                                  *(f"--pairs {p}" for p in pairs_from), *_flags(config), f"--out {out}"])}
     save_model(encoder, heads, out, card)
-    fusion = choose_fusion(out, data.held, data.held_pool, config.seed) if step else None
+    fusion = choose_fusion(out, data.held, data.held_pool, config.seed, encoder.spec.fusion_weights) if step else None
     card["fusion"] = ({k: fusion[k] for k in ("weights", "weights_minmax", "chosen_on")} if fusion else
                       f"not chosen: {len(data.held)} held-out pairs, {MIN_QUERIES} queries needed (the planner's "
                       "weights apply); a source of 200 pairs or more, or --limit below its size, leaves enough")
