@@ -48,7 +48,7 @@ def scaled_weights(weights: dict, coverage: float | None, lexical: tuple, power:
     return {s: w * coverage ** power if s in lexical else w for s, w in weights.items()}
 
 
-def rule_weights(weights: dict, signals: tuple, lexical: tuple, power, c: float | None) -> dict:
+def rule_weights(weights: dict, lexical: tuple, power, c: float | None) -> dict:
     if power is None:
         return {s: (0.0 if s in lexical and c is not None and c < 0.5 else w) for s, w in weights.items()}
     return scaled_weights(weights, c, lexical, power)
@@ -102,7 +102,7 @@ def main(argv=None):
         for label, lexical, power in RULES:
             total = 0.0
             for c, cols, docs, rel in kept[name]:
-                w = rule_weights(base, signals, lexical, power, c)
+                w = rule_weights(base, lexical, power, c)
                 total += grid_ndcg({0: cols}, {0: docs}, {0: rel}, np.array([[w[s] for s in signals]]))[0]
             got[label][name] = total / n_queries
         kept[name] = (kept[name], n_queries)

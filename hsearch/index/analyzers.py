@@ -128,10 +128,9 @@ class Analyzer:
 
     def query(self, text: str, present) -> set[str]:
         """The query's distinct terms, analysed by each word analyzer in `present` (those the collection's
-        documents got). Distinct, as tantivy's query parser makes them: a word said twice counts once."""
-        spaced, runs = _split(text)
-        terms = {t for name in present for t in self._analyze(spaced, name)}
-        return terms | set(self._pieces(" ".join(runs)))
+        documents got): the union of `query_by_analyzer`. Distinct, as tantivy's query parser makes them: a word
+        said twice counts once."""
+        return set().union(*self.query_by_analyzer(text, present))
 
     def query_by_analyzer(self, text: str, present) -> list[set[str]]:
         """The query's distinct terms as each word analyzer in `present` makes them (its piece-script runs

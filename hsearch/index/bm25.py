@@ -63,6 +63,9 @@ class BM25Index:
         self._writer = None
         self._searcher = None  # a reader's: one per snapshot (engine.Collection makes a new one per commit)
         self._present = None  # (searcher, the word analyzers its chunks got)
+        # (query text, analyzers, its terms per analyzer): one query analysed once for its search, the scores of
+        # the other signals' candidates and its coverage (a tuple replaced whole, so threads share it safely)
+        self._analysed = None
 
     @staticmethod
     def _record(folder: Path, name: str) -> str:
@@ -177,8 +180,17 @@ class BM25Index:
             return None
         searcher = self.searcher()
         shares = [sum(searcher.doc_freq("terms", t) > 0 for t in terms) / len(terms)
-                  for terms in self.analyzer.query_by_analyzer(text, self.present(searcher)) if terms]
+                  for terms in self._terms(text, searcher) if terms]
         return max(shares) if shares else None
+
+    def _terms(self, text: str, searcher) -> list[set[str]]:
+        """The query's terms per word analyzer the collection holds (`Analyzer.query_by_analyzer`), kept for
+        the last query."""
+        present = self.present(searcher)
+        last = self._analysed
+        if last is None or last[0] != text or last[1] is not present:
+            last = self._analysed = (text, present, self.analyzer.query_by_analyzer(text, present))
+        return last[2]
 
     def _query(self, text: str, searcher):
         """The query, or None when it has no term this index could hold."""
@@ -190,7 +202,7 @@ class BM25Index:
             words = re.sub(r"\b(AND|OR|NOT|IN)\b", lambda m: m.group(0).lower(), words)
             query, _errors = self.index.parse_query_lenient(words, ["text"])
             return query
-        terms = self.analyzer.query(text, self.present(searcher))
+        terms = set().union(*self._terms(text, searcher))
         if not terms:
             return None
         schema = self.index.schema

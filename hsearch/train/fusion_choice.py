@@ -72,7 +72,7 @@ def choose_fusion(model_dir: Path, held: list[Pair], pool: dict[str, str], seed:
         _signals, raw = chunk_tables(col, queries, "dense+sparse")  # columns: dense, sparse
         grid = np.array([[0.4, w] for w in SPARSE_GRID])
         got = grid_ndcg({q: m for q, (m, _d) in raw.items()}, {q: d for q, (_m, d) in raw.items()}, qrels, grid)
-        prior_raw = {**DEFAULT_WEIGHTS, **model_weights(prior)}
+        prior_raw = {**DEFAULT_WEIGHTS, **model_weights(prior)}  # its sparse weight, as beside dense 0.4 here
         sparse = SPARSE_GRID[_nearest(got, grid, np.array([0.4, prior_raw["sparse"] * 0.4 / prior_raw["dense"]]))]
         signals, table = chunk_tables(col, queries, "all+bm25")
         points = weight_grid(signals)
@@ -90,8 +90,9 @@ def choose_fusion(model_dir: Path, held: list[Pair], pool: dict[str, str], seed:
         "applies_to": "weights: raw weighted sums (normalisation none); weights_minmax: min-max fusion (the default "
                       "whenever bm25 is in the mode); DBSF and RRF keep the planner's weights",
         "chosen_on": f"{len(queries)} queries and {len(docs)} documents of pairs held out of this model's training data "
-                     f"(never trained on), indexed by this model; seed {seed}; {tied} min-max grid points tied for the best, "
-                     "the tie going to the one nearest the weights the model started from",
+                     f"(never trained on), indexed by this model; seed {seed}"
+                     + (f"; {tied} min-max grid points tied for the best, the tie going to the one nearest the weights "
+                        "the model started from" if tied > 1 else ""),
         "heldout_ndcg10": {"dense+sparse raw, sparse weight beside dense 0.4": dict(zip(map(str, SPARSE_GRID),
                                                                                        map(float, got))),
                            "all+bm25 min-max, chosen": float(got_mm[best]),
