@@ -100,12 +100,13 @@ def run_synthetic(args, work: Path):
                   "colbert": f"{args.colbert_codec}, {args.colbert_dim} dims",
                   "bm25": f"tantivy, analyzer {col.config.bm25_analyzer}",
                   "sparse": "inverted + forward index, float32", "docs sqlite": "chunk texts, documents, metadata",
+                  "hit columns": "what a hit shows, beside the vectors (snippets cut in 'other')",
                   "encode": "FakeEncoder (not a transformer; excluded from the total below)",
                   "other": "chunking, hashing, manifest, segment bookkeeping files",
                   "fsync": "fsync of the segment folder"}
     enc_s = phases.pop("encode")
     total = phases.pop("total")
-    for part in ("dense", "sparse", "colbert", "bm25", "docs sqlite", "fsync", "other"):
+    for part in ("dense", "sparse", "colbert", "bm25", "docs sqlite", "hit columns", "fsync", "other"):
         b.index_rows.append(("hsearch", part, phases.get(part), sizes.get(part) if part != "fsync" else None,
                              part_notes.get(part, "")))
     b.index_rows.append(("hsearch", "**total, excluding encoding**", total - enc_s, sizes["total"],
@@ -185,9 +186,10 @@ def run_collection(args, work: Path):
     kinds = sorted({s.stores["dense"].meta["kind"] for s in col.snapshot().segments})
     notes = {"dense": f"FAISS {'/'.join(kinds)}", "sparse": "inverted + forward index",
              "colbert": f"{m.colbert_codec}, {info['heads'].get('colbert', '')}", "bm25": f"tantivy, analyzer {m.bm25_analyzer}",
-             "docs sqlite": "chunk texts, documents, metadata", "other": "manifest, locks, bookkeeping",
+             "docs sqlite": "chunk texts, documents, metadata", "hit columns": "what a hit shows, beside the vectors",
+             "other": "manifest, locks, bookkeeping",
              "fsync": "fsync of the segment folder"}
-    for part in ("dense", "sparse", "colbert", "bm25", "docs sqlite", "fsync", "other"):
+    for part in ("dense", "sparse", "colbert", "bm25", "docs sqlite", "hit columns", "fsync", "other"):
         b.index_rows.append(("hsearch", part, phases.get(part), sizes.get(part) if part != "fsync" else None,
                              notes[part]))
     b.index_rows.append(("hsearch", "**total, excluding encoding**", phases["total"] - phases["encode"],

@@ -24,6 +24,7 @@ from hsearch.index.dense import merge_dense
 from hsearch.index.multivector import merge_multivector
 from hsearch.index.sparse import merge_sparse
 from hsearch.snapshot import SegmentReaders
+from hsearch.storage import hitcols
 from hsearch.storage.manifest import Segment
 from hsearch.types import PASSAGE, WHOLE
 
@@ -92,6 +93,16 @@ def write_merged(folder: Path, segments: list[Segment], dead_chunks: np.ndarray,
     np.save(out / "doc_rows.npy", doc_rows)
     if views is not None:
         np.save(out / "views.npy", views)
+    if all(r.hits is not None for r in readers):  # else docs.sqlite keeps serving the hits' fields
+        docs, chunk_doc, chunk_no, snippets = [], [], [], []
+        for r in readers:
+            ids = np.arange(r.start, r.end, dtype=np.int64)
+            d, c, n, snip = r.hits.rows(~np.isin(ids, dead_chunks))
+            chunk_doc.append(np.where(c >= 0, c + len(docs), -1))
+            docs += d
+            chunk_no.append(n)
+            snippets += snip
+        hitcols.write(out, docs, np.concatenate(chunk_doc), np.concatenate(chunk_no), snippets)
     dropped = sum(s.dropped for s in segments) + sum(dead_in(s, dead_chunks) for s in segments)
     return Segment(name=name, start=start, end=end, parts=[n for s in segments for n in s.doc_segments],
                    dropped=dropped)

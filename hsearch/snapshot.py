@@ -18,8 +18,9 @@ from hsearch.index.bm25 import BM25Index
 from hsearch.index.dense import DenseReader
 from hsearch.index.multivector import open_multivector
 from hsearch.index.sparse import open_sparse
-from hsearch.storage import arrays
+from hsearch.storage import arrays, hitcols
 from hsearch.storage.docstore import DocStore
+from hsearch.storage.hitcols import HitColumns
 from hsearch.storage.manifest import Manifest
 from hsearch.types import PASSAGE
 
@@ -33,6 +34,8 @@ class SegmentReaders:
             self.doc_rows = arrays.load(folder / "doc_rows.npy", mmap_mode="r")
             # which view each chunk belongs to; absent: one view, every chunk in both (types.py)
             self.views = arrays.load(folder / "views.npy") if (folder / "views.npy").exists() else None
+            # what hits show of their chunks (absent in a segment written before them: docs.sqlite has it)
+            self.hits = HitColumns(folder) if (folder / hitcols.FOLDER).exists() else None
             self.stores = {}  # a Qdrant collection keeps dense and sparse (and maybe colbert) in Qdrant
             if (folder / "dense").exists():
                 self.stores["dense"] = DenseReader(folder / "dense")
@@ -141,6 +144,21 @@ class Snapshot:
     def by_segment(self, ids: np.ndarray):
         """Yield (segment readers, positions into ids) for the ids each segment holds."""
         return self.local.by_segment(ids)
+
+    def chunk_fields(self, ids) -> dict[int, dict]:
+        """chunk id -> what a hit shows of it (doc_id, path, title, metadata, chunk_no, snippet), from the
+        segments' hit columns, or from docs.sqlite for a segment written before them. An id missing from the
+        answer had its text purged by `optimize` after this (older) snapshot was opened."""
+        ids = np.asarray(ids, np.int64)
+        out, rest = {}, []
+        for s, pos in self.by_segment(ids):
+            if s.hits is None:
+                rest += ids[pos].tolist()
+            else:
+                out.update(zip(ids[pos].tolist(), s.hits.fields((ids[pos] - s.start).tolist())))
+        for cid, c in self.docs.chunks(rest).items():
+            out[cid] = {**c, "snippet": hitcols.snippet(c.pop("text"))}
+        return out
 
     def doc_rows(self, ids: np.ndarray) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.int64)

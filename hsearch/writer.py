@@ -25,6 +25,7 @@ from hsearch.index.bm25 import BM25Index
 from hsearch.ingest.chunking import chunk_text
 from hsearch.ingest.loaders import Document
 from hsearch.snapshot import SEGMENTS
+from hsearch.storage import hitcols
 from hsearch.storage.atomic import fsync_tree
 from hsearch.storage.docstore import DocStore
 from hsearch.storage.manifest import Manifest, Segment, write_tombstones
@@ -329,6 +330,9 @@ class Writer:
         np.save(tmp / "doc_rows.npy", np.asarray(owner, dtype=np.int64))
         if views_of is not None:
             np.save(tmp / "views.npy", views_of)
+        hitcols.write(tmp, [(d["doc_id"], d["path"], d["title"], d["metadata"]) for d in doc_rows],
+                      np.asarray(owner, np.int64) - (doc_rows[0]["row"] if doc_rows else 0),
+                      [c["chunk_no"] for c in chunk_rows], [hitcols.snippet(c["text"]) for c in chunk_rows])
         fsync_tree(tmp)
         tmp.rename(folder)
         self.docs.insert(doc_rows, chunk_rows)

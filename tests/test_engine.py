@@ -212,7 +212,7 @@ def test_ids_lists_live_documents_matching_where(tmp_path):
 @given(st.lists(st.tuples(st.text(alphabet="ab\u00e9", max_size=90), st.text(alphabet=" \n\t\u3000", max_size=300)),
                 max_size=30))
 def test_snippet_collapses_only_a_head_and_gives_the_whole_texts_cut(parts):
-    from hsearch.query.execute import SNIPPET_CHARS, _snippet
+    from hsearch.storage.hitcols import SNIPPET_CHARS, snippet as _snippet
 
     text = "".join(a + b for a, b in parts)
     whole = " ".join(text.split())  # what a snippet was before: the whole text collapsed, then cut

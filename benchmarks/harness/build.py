@@ -40,6 +40,10 @@ class PhaseTimer:
                 pass
         targets = [(phase, m, attr) for phase, attr in self.PHASES for m in owners if hasattr(m, attr)]
         targets += [("bm25", BM25Index, "add"), ("bm25", BM25Index, "commit"), ("docs sqlite", DocStore, "insert")]
+        try:  # checkouts before the hit columns lack them (compare_checkouts.py runs older ones)
+            targets.append(("hit columns", importlib.import_module("hsearch.storage.hitcols"), "write"))
+        except ImportError:
+            pass
         self.missing = [phase for phase, attr in self.PHASES if not any(t[0] == phase for t in targets)]
         for phase, owner, attr in targets:
             fn = getattr(owner, attr)
@@ -87,6 +91,7 @@ def store_sizes(folder: Path) -> dict:
     sizes = {s: sum(disk_usage(p / s) for p in seg.iterdir()) for s in ("dense", "sparse", "colbert")}
     sizes["bm25"] = disk_usage(folder / "bm25")
     sizes["docs sqlite"] = sum(disk_usage(p) for p in folder.glob("docs.sqlite*"))
+    sizes["hit columns"] = sum(disk_usage(p / "hits") for p in seg.iterdir())
     sizes["total"] = disk_usage(folder)
     sizes["other"] = sizes["total"] - sum(v for k, v in sizes.items() if k != "total")
     return sizes

@@ -16,8 +16,6 @@ from hsearch.types import PASSAGE, WHOLE, Encoded, Hit
 from .fusion import normalize, rrf, weighted
 from .plan import Plan
 
-SNIPPET_CHARS = 240
-
 
 def retrieve(snapshot, signal: str, query, k: int, allow) -> tuple[np.ndarray, np.ndarray]:
     """Top-k chunk ids of one signal in the local stores (benchmarks time the stores alone with it)."""
@@ -167,8 +165,9 @@ def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None
         found = _Ranked(plan, snapshot, enc, PASSAGE, extra=ids[snapshot.in_view(ids, PASSAGE) & snapshot.live(ids)])
         shown.update({row: (found, found.best[row]) if row in found.best else (whole, whole.best[row])
                       for row in missing})
-    info = snapshot.docs.chunks([int(r.cand[i]) for r, i in shown.values()])
-    if len(info) < len(shown):  # purged by `optimize` after this (older) snapshot was opened
+    info = snapshot.chunk_fields([int(r.cand[i]) for r, i in shown.values()])
+    if len(info) < len(shown):  # purged by `optimize` after this (older) snapshot was opened (segments
+        # written before hit columns: their fields come from docs.sqlite)
         raise StaleSnapshot("a document of this snapshot was purged meanwhile; run the query again")
     hits = []
     for row in top:
@@ -177,7 +176,7 @@ def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None
         detail = {s: float(ranked.table[s][i]) for s in plan.signals}
         if whole is not None and row in whole.best:
             detail.update({f"whole:{s}": float(whole.table[s][whole.best[row]]) for s in plan.signals})
-        hits.append(Hit(id=c["doc_id"], score=float(scores[row]), scores=detail, snippet=_snippet(c["text"]),
+        hits.append(Hit(id=c["doc_id"], score=float(scores[row]), scores=detail, snippet=c["snippet"],
                         path=c["path"], title=c["title"] or None, chunk=c["chunk_no"], metadata=c["metadata"]))
     return hits
 
@@ -198,21 +197,3 @@ def _minmax(scores: dict[int, float]) -> dict[int, float]:
     x = np.fromiter(scores.values(), np.float64, len(scores))
     y = normalize(x, "minmax") if x.size and x.max() > x.min() else np.ones_like(x)
     return dict(zip(scores, y.tolist()))
-
-
-def _snippet(text: str) -> str:
-    """The text with its whitespace collapsed, cut at a word before SNIPPET_CHARS. Only a head of the text is
-    collapsed (long chunks made this a tenth of a query's time): once the head's whole words give more than
-    SNIPPET_CHARS characters, they are the collapsed text's own start, and the cut falls inside them. The first
-    head is just over SNIPPET_CHARS (prose collapses little), doubled until its words are enough."""
-    n = SNIPPET_CHARS + 32
-    while n < len(text):
-        words = text[:n].split()
-        if not text[n].isspace() and not text[n - 1].isspace():
-            words = words[:-1]  # the head ends inside a word
-        head = " ".join(words)
-        if len(head) > SNIPPET_CHARS:
-            return head[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " ..."
-        n *= 2
-    text = " ".join(text.split())
-    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " ..."

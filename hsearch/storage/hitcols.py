@@ -1,0 +1,118 @@
+"""What a hit shows of its chunk (document id, path, title, metadata, chunk number and snippet), kept
+beside the segment's vectors so that a query reads its k hits without SQLite.
+
+Reading ten hits' fields from docs.sqlite (a join per query) and cutting their snippets took about a
+quarter of a sparse query's time at 100k chunks; these columns take about a third of that (RESULTS.md,
+"Query path, session 15"). They are written once with the segment and never change, like every segment file, so they are
+memory-mapped and a reader needs no lock: a merge writes new files and only unlinks the old ones, which
+leaves a mapping that an older snapshot holds readable.
+
+Layout, in the folder `hits/` of a segment (numpy and raw bytes: Arrow would serve, but `import pyarrow.ipc`
+costs each query process about 90 ms, `python -X importtime`, a fifth of a CLI query's wall time):
+- `chunks.npy`: int64 (n, 2), per chunk slot (id - segment start): its document's index in this
+  segment's document list (-1 for a slot a merge dropped) and its chunk number;
+- `strings.utf8`: every string, UTF-8, back to back: first the n snippets, then 4 per document
+  (id, path, title, metadata as JSON);
+- `offsets.npy`: int64, n + 4 * documents + 1: where each string starts (the last: where the bytes end).
+"""
+from __future__ import annotations
+
+import json
+import mmap
+from pathlib import Path
+
+import numpy as np
+
+from hsearch.storage import arrays
+
+FOLDER = "hits"
+SNIPPET_CHARS = 240
+_DOC_FIELDS = 4  # id, path, title, metadata
+_FIELD_BOUNDS = np.arange(_DOC_FIELDS + 1)
+
+
+def snippet(text: str) -> str:
+    """The text with its whitespace collapsed, cut at a word before SNIPPET_CHARS. Only a head of the text is
+    collapsed (long chunks made this a tenth of a query's time when it ran per query): once the head's whole
+    words give more than SNIPPET_CHARS characters, they are the collapsed text's own start, and the cut falls
+    inside them. The first head is just over SNIPPET_CHARS (prose collapses little), doubled until its words
+    are enough."""
+    n = SNIPPET_CHARS + 32
+    while n < len(text):
+        words = text[:n].split()
+        if not text[n].isspace() and not text[n - 1].isspace():
+            words = words[:-1]  # the head ends inside a word
+        head = " ".join(words)
+        if len(head) > SNIPPET_CHARS:
+            return head[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " ..."
+        n *= 2
+    text = " ".join(text.split())
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " ..."
+
+
+def write(folder: Path, docs: list[tuple[str, str, str, str]], chunk_doc, chunk_no, snippets: list[str]) -> None:
+    """Write the columns of one segment into `folder`/hits: `docs` as (id, path, title, metadata JSON), and
+    per chunk slot its index into `docs` (-1: dropped, its snippet then empty), its number and its snippet."""
+    out = folder / FOLDER
+    out.mkdir()
+    encoded = [s.encode() for s in snippets]
+    encoded += [(f or "").encode() for d in docs for f in d]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    (out / "strings.utf8").write_bytes(b"".join(encoded))
+    np.save(out / "offsets.npy", offsets)
+    np.save(out / "chunks.npy", np.stack([np.asarray(chunk_doc, np.int64), np.asarray(chunk_no, np.int64)], axis=1)
+            .reshape(-1, 2))
+
+
+class HitColumns:
+    """One segment's columns, memory-mapped; `fields(slots)` gives the hits' fields."""
+
+    def __init__(self, folder: Path):
+        folder = folder / FOLDER
+        # plain ndarray views of the maps: numpy.memmap's own indexing costs twice as much per query
+        self.chunks = np.asarray(arrays.load(folder / "chunks.npy", mmap_mode="r"))
+        self.offsets = np.asarray(arrays.load(folder / "offsets.npy", mmap_mode="r"))
+        self.n = len(self.chunks)
+        if len(self.offsets) < self.n + 1 or (len(self.offsets) - 1 - self.n) % _DOC_FIELDS:
+            raise ValueError(f"{folder}: {len(self.offsets)} offsets do not fit {self.n} chunks")
+        with open(folder / "strings.utf8", "rb") as f:
+            size = f.seek(0, 2)
+            if size != int(self.offsets[-1]):
+                raise ValueError(f"{folder}/strings.utf8 holds {size} bytes, its offsets end at {int(self.offsets[-1])}")
+            self._strings = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b"")
+
+    def _str(self, i: int) -> str:
+        return str(self._strings[self.offsets[i]:self.offsets[i + 1]], "utf-8")
+
+    def fields(self, slots) -> list[dict]:
+        """The fields of the chunks at `slots` (ids less the segment's start), as DocStore.chunks gives them
+        with the snippet in place of the text. One gather of every offset, then a slice per string (a
+        lookup per string through the memory maps cost four times as much)."""
+        slots = np.asarray(slots, np.int64)
+        doc, no = self.chunks[slots].T
+        if (doc < 0).any():
+            raise KeyError(f"chunk slots {slots[doc < 0].tolist()} were dropped by a merge")
+        o = self.offsets
+        fields = o[(self.n + _DOC_FIELDS * doc)[:, None] + _FIELD_BOUNDS].tolist()  # a document's 4 strings abut
+        text = self._strings
+        out = []
+        for b, e, n, (i, p, t, m, end) in zip(o[slots].tolist(), o[slots + 1].tolist(), no.tolist(), fields):
+            meta = str(text[m:end], "utf-8")
+            out.append({"chunk_no": n, "snippet": str(text[b:e], "utf-8"), "doc_id": str(text[i:p], "utf-8"),
+                        "path": str(text[p:t], "utf-8"), "title": str(text[t:m], "utf-8"),
+                        "metadata": json.loads(meta) if meta != "{}" and meta else {}})
+        return out
+
+    def rows(self, keep: np.ndarray):
+        """(docs, chunk_doc, chunk_no, snippets) of this segment with the chunk slots not in `keep` (a mask)
+        dropped and the documents left without a chunk gone: what `write` takes, for a merge."""
+        doc_of, no = np.asarray(self.chunks[:, 0]), np.asarray(self.chunks[:, 1])
+        doc_of = np.where(keep, doc_of, -1)
+        used = np.unique(doc_of[doc_of >= 0])
+        new_index = np.full(max(int(used[-1]) + 1 if len(used) else 0, 1), -1, np.int64)
+        new_index[used] = np.arange(len(used))
+        docs = [tuple(self._str(self.n + _DOC_FIELDS * int(d) + f) for f in range(_DOC_FIELDS)) for d in used]
+        chunk_doc = np.where(doc_of >= 0, new_index[np.maximum(doc_of, 0)], -1)
+        snippets = [self._str(i) if k else "" for i, k in enumerate(keep.tolist())]
+        return docs, chunk_doc, no, snippets
