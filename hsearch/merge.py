@@ -47,6 +47,11 @@ def dead_in(segment: Segment, dead_chunks: np.ndarray) -> int:
     return int(hi - lo) - segment.dropped
 
 
+def lacks_hit_columns(folder: Path, segment: Segment) -> bool:
+    """Whether `segment` (a folder under `folder`) was written before hit columns (`hsearch optimize` adds them)."""
+    return not (folder / segment.name / hitcols.FOLDER).exists()
+
+
 def plan_merge(segments: list[Segment], dead_chunks: np.ndarray) -> tuple[int, int] | None:
     """The next merge the policy wants, as a slice [i, j) of `segments`, or None."""
     stored = [s.end - s.start - s.dropped for s in segments]
@@ -67,9 +72,11 @@ def plan_merge(segments: list[Segment], dead_chunks: np.ndarray) -> tuple[int, i
 
 
 def write_merged(folder: Path, segments: list[Segment], dead_chunks: np.ndarray, config, out: Path,
-                 name: str) -> Segment:
+                 name: str, hit_records=None) -> Segment:
     """Write the merge of adjacent `segments` (folders under `folder`) into `out`; returns the Segment
-    the manifest will list once the caller has renamed `out` to `name`."""
+    the manifest will list once the caller has renamed `out` to `name`. `hit_records(start, end)`
+    (DocStore.chunk_records) gives the hit fields of segments written before hit columns, so the merged
+    one has them; without it, columns are written only when every merged segment has them."""
     readers = [SegmentReaders(folder / s.name, s.name, s.start, s.end) for s in segments]
     start, end = segments[0].start, segments[-1].end
 
@@ -93,11 +100,14 @@ def write_merged(folder: Path, segments: list[Segment], dead_chunks: np.ndarray,
     np.save(out / "doc_rows.npy", doc_rows)
     if views is not None:
         np.save(out / "views.npy", views)
-    if all(r.hits is not None for r in readers):  # else docs.sqlite keeps serving the hits' fields
+    if hit_records is not None or all(r.hits is not None for r in readers):  # else docs.sqlite serves them
         docs, chunk_doc, chunk_no, snippets = [], [], [], []
         for r in readers:
-            ids = np.arange(r.start, r.end, dtype=np.int64)
-            d, c, n, snip = r.hits.rows(~np.isin(ids, dead_chunks))
+            keep = ~np.isin(np.arange(r.start, r.end, dtype=np.int64), dead_chunks)
+            if r.hits is not None:
+                d, c, n, snip = r.hits.rows(keep)
+            else:  # a segment written before hit columns: they are made from its docs.sqlite rows
+                d, c, n, snip = hitcols.rows_from_records(hit_records(r.start, r.end), r.end - r.start, keep)
             chunk_doc.append(np.where(c >= 0, c + len(docs), -1))
             docs += d
             chunk_no.append(n)

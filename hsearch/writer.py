@@ -234,7 +234,9 @@ class Writer:
             dead_chunks, _dd = m.load_tombstones(self.folder)
             if everything:
                 n = len(m.segments)
-                run = (0, n) if n > 1 or (n == 1 and merge.dead_in(m.segments[0], dead_chunks)) else None
+                one = n == 1 and (merge.dead_in(m.segments[0], dead_chunks)
+                                  or merge.lacks_hit_columns(self.folder / SEGMENTS, m.segments[0]))
+                run = (0, n) if n > 1 or one else None
             else:
                 run = merge.plan_merge(m.segments, dead_chunks)
             if run is None:
@@ -259,7 +261,8 @@ class Writer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         old = m.segments[i:j]
-        seg = merge.write_merged(self.folder / SEGMENTS, old, dead_chunks, self.config, tmp, name)
+        seg = merge.write_merged(self.folder / SEGMENTS, old, dead_chunks, self.config, tmp, name,
+                                 self.docs.chunk_records)
         fsync_tree(tmp)
         tmp.rename(self.folder / SEGMENTS / name)
         new = Manifest(generation=gen, config=m.config, encoder=m.encoder,

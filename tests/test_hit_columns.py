@@ -74,14 +74,30 @@ def test_optimize_rewrites_the_columns_without_deleted_documents(tmp_path):
     assert _hits(col) == expected == _hits(open_collection(tmp_path / "c", encoder=_enc()))
 
 
-def test_a_merge_with_a_segment_without_columns_leaves_them_to_the_document_store(tmp_path):
-    col = _build(tmp_path / "c")
-    shutil.rmtree(_segments(tmp_path / "c")[0] / hitcols.FOLDER)
+@pytest.mark.parametrize("commits", [1, 3])
+def test_optimize_gives_a_collection_written_before_hit_columns_its_columns(tmp_path, commits):
+    col = _build(tmp_path / "c", commits=commits)
+    col.delete(["d1"])
+    for s in _segments(tmp_path / "c"):
+        shutil.rmtree(s / hitcols.FOLDER)
     col = open_collection(tmp_path / "c", encoder=_enc())
     expected = _hits(col)
-    col.optimize()
-    assert [(s / hitcols.FOLDER).exists() for s in _segments(tmp_path / "c")] == [False]
-    assert _hits(col) == expected
+    assert col.optimize()["segments"] == [commits, 1]  # one segment too: rewritten for its columns
+    assert [(s / hitcols.FOLDER).exists() for s in _segments(tmp_path / "c")] == [True]
+    assert _hits(col) == expected and b"docs/1.txt" not in (_segments(tmp_path / "c")[0] / hitcols.FOLDER /
+                                                            "strings.utf8").read_bytes()
+    assert col.optimize()["merges"] == 0  # nothing left to do
+
+
+def test_a_policy_merge_writes_columns_for_segments_without_them(tmp_path):
+    col = _build(tmp_path / "c", commits=9, per=2)
+    shutil.rmtree(_segments(tmp_path / "c")[0] / hitcols.FOLDER)
+    col = open_collection(tmp_path / "c", encoder=_enc())
+    col.add(_docs(100, 102))  # the tenth segment on level 0: the policy merges them
+    assert col.info()["segments"] == 1 and (_segments(tmp_path / "c")[0] / hitcols.FOLDER).exists()
+    got = _hits(col)
+    shutil.rmtree(_segments(tmp_path / "c")[0] / hitcols.FOLDER)  # the same hits from docs.sqlite
+    assert _hits(open_collection(tmp_path / "c", encoder=_enc())) == got
 
 
 @pytest.mark.parametrize("damage", ["truncate", "offsets"])

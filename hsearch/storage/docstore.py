@@ -111,6 +111,13 @@ class DocStore:
                             "metadata": json.loads(meta) if meta and meta != "{}" else {}, "row": row}
         return out
 
+    def chunk_records(self, start: int, end: int) -> list[tuple]:
+        """(chunk id - start, chunk_no, text, doc row, doc_id, path, title, metadata) of the chunks with ids in
+        [start, end): a segment's hit fields, for a merge that writes them (hsearch/storage/hitcols.py)."""
+        sql = ("select c.chunk_id - ?, c.chunk_no, c.text, d.row, d.doc_id, d.path, d.title, d.metadata "
+               "from chunks c join docs d on d.row = c.doc_row where c.chunk_id >= ? and c.chunk_id < ?")
+        return self.conn.execute(sql, [start, start, end]).fetchall()
+
     def filtered_chunk_ids(self, where: list[tuple[str, str, str]]) -> np.ndarray:
         """Sorted chunk ids whose document matches every (field, op, value) condition.
 

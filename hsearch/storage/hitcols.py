@@ -1,9 +1,8 @@
 """What a hit shows of its chunk (document id, path, title, metadata, chunk number and snippet), kept
 beside the segment's vectors so that a query reads its k hits without SQLite.
 
-Reading ten hits' fields from docs.sqlite (a join per query) and cutting their snippets took about a
-quarter of a sparse query's time at 100k chunks; these columns take about a third of that (RESULTS.md,
-"Query path, session 15"). They are written once with the segment and never change, like every segment file, so they are
+Reading ten hits' fields from docs.sqlite (a join per query) and cutting their snippets was the largest
+cost of a sparse query after the store's own search (RESULTS.md, "Query path, session 15"). They are written once with the segment and never change, like every segment file, so they are
 memory-mapped and a reader needs no lock: a merge writes new files and only unlinks the old ones, which
 leaves a mapping that an older snapshot holds readable.
 
@@ -116,3 +115,19 @@ class HitColumns:
         chunk_doc = np.where(doc_of >= 0, new_index[np.maximum(doc_of, 0)], -1)
         snippets = [self._str(i) if k else "" for i, k in enumerate(keep.tolist())]
         return docs, chunk_doc, no, snippets
+
+
+def rows_from_records(records, n: int, keep: np.ndarray):
+    """`HitColumns.rows` for a segment without columns, from its docs.sqlite records (DocStore.chunk_records:
+    slot, chunk number, text, document row, id, path, title, metadata); a slot with no record (its text
+    purged) or not in `keep` is dropped."""
+    docs, index = [], {}
+    chunk_doc, chunk_no, snippets = np.full(n, -1, np.int64), np.zeros(n, np.int64), [""] * n
+    for slot, no, text, row, *fields in records:
+        if not keep[slot]:
+            continue
+        if row not in index:
+            index[row] = len(docs)
+            docs.append(tuple(fields))
+        chunk_doc[slot], chunk_no[slot], snippets[slot] = index[row], no, snippet(text)
+    return docs, chunk_doc, chunk_no, snippets
