@@ -187,7 +187,7 @@ def test_round_trip(tmp_path, quantize):
     assert meta == {"format": "hsearch.sparse", "version": 1, "n_docs": 50,
                          "n_terms": len({t for d in docs for t, w in d.items() if w > 0}),
                          "n_postings": n_post, "quantize": quantize, "scale": 100 if quantize else 1,
-                         "weight_dtype": "uint8" if quantize else "float32"}
+                         "weight_dtype": "uint8" if quantize else "float32", "weights_positive": True}
     r = SparseReader.open(tmp_path)
     assert isinstance(r.post_docs, np.memmap) and isinstance(r.doc_weights, np.memmap)
     assert np.all(np.diff(r.ids) > 0) and np.all(np.diff(r.terms) > 0)
@@ -535,3 +535,36 @@ def test_a_compiled_search_that_raises_leaves_the_next_ones_right(tmp_path):
         r.search(queries[0], 5)
     for q in queries[:6]:
         assert_same_top_k(r, q, 10, None)
+
+
+def test_weights_that_round_to_zero_are_not_stored(tmp_path):
+    """A weight > 0 whose float32 is 0 adds nothing to any score: it is dropped when written, so every stored
+    weight is > 0 and meta.json says so (the compiled loop then tells a new doc by its sum, sparse_kernel.py)."""
+    write_sparse(tmp_path, np.array([1, 2]), [{5: 1e-50, 6: 0.5}, {5: 0.25}])
+    r = open_sparse(tmp_path)
+    assert r.meta["weights_positive"] and r.weights_positive and len(r.post_weights) == 2
+    assert r.doc(1) == {6: 0.5} and r.search({5: 1.0, 6: 1.0}, 5)[0].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("loop", [True, False])
+def test_an_older_segment_with_a_zero_weight_finds_each_doc_once(tmp_path, loop):
+    """Segments written before weights_positive may store a 0.0 (a float32 rounding): the compiled loop must not
+    count a doc twice when its first posting adds 0.0, so such a segment takes the path that reads `seen`."""
+    rng = np.random.default_rng(11)
+    ids, docs, queries = zipf_docs(rng, 400)
+    write_sparse(tmp_path, ids, docs)
+    weights = np.load(tmp_path / "post_weights.npy")
+    weights[::7] = 0.0  # as an older writer could have stored
+    np.save(tmp_path / "post_weights.npy", weights)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    del meta["weights_positive"]
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    r = open_sparse(tmp_path)
+    assert not r.weights_positive
+    with contextlib.nullcontext() if loop else numpy_only():
+        for q in queries:
+            got, scores = r.search(q, 50)
+            assert len(set(got.tolist())) == len(got) and (scores > 0).all()
+            want, want_s = r.search(q, 50, prune=False)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(scores, want_s)

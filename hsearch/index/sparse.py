@@ -3,7 +3,8 @@
 A document is {token id: weight > 0}; score(q, p) = sum over shared token ids of q[t] * p[t].
 
 Segment folder layout (every array a memory-mappable `.npy`; doc position = rank of the doc's id):
-    meta.json         format, version, n_docs, n_terms, n_postings, quantize, scale, weight_dtype
+    meta.json         format, version, n_docs, n_terms, n_postings, quantize, scale, weight_dtype,
+                      weights_positive (every stored weight > 0; absent in older segments)
     ids.npy           int64 [n_docs]        global chunk ids, ascending (so position order == id order)
     terms.npy         int64 [n_terms]       distinct token ids, ascending
     term_ptr.npy      int64 [n_terms + 1]   postings of terms[i] are post_*[term_ptr[i]:term_ptr[i+1]]
@@ -90,6 +91,8 @@ _SLACK = 1e-6             # relative; see the module docstring
 # postings: with the loop at hand, pruning only from this many query postings (at 100k docs: level at ~83k).
 _PRUNE_MIN_POSTINGS_COMPILED = 80_000
 _NO_MASK = np.zeros(0, np.bool_)
+# query weights above it: q * w > 0 for every stored w > 0 (the smallest float32 times it is a normal float64)
+_POSITIVE = 1e-200
 
 
 def _compiled():
@@ -183,6 +186,9 @@ def merge_sparse(folder: Path, readers: list, keeps: list[np.ndarray]) -> None:
 
 def _write_arrays(folder: Path, ids, pos, terms, weights, quantize: bool) -> None:
     """The segment files from the flat (doc position, token id, stored weight) triples; `ids` ascending."""
+    keep = weights > 0  # a weight whose float32 rounds to 0 adds nothing: dropped, so every stored one is > 0
+    if not keep.all():
+        pos, terms, weights = pos[keep], terms[keep], weights[keep]
     # Forward order: by doc position, then token id. One sort of a packed int64 key (both < 2**31);
     # keys are unique (dict keys), so the faster unstable sort is exact.
     fwd = np.argsort((pos << 31) | terms)
@@ -205,7 +211,7 @@ def _write_arrays(folder: Path, ids, pos, terms, weights, quantize: bool) -> Non
         np.save(folder / f"{name}.npy", arrays[name])
     meta = {"format": FORMAT, "version": VERSION, "n_docs": len(ids), "n_terms": len(starts),
             "n_postings": len(inv), "quantize": bool(quantize), "scale": SCALE if quantize else 1,
-            "weight_dtype": str(weights.dtype)}
+            "weight_dtype": str(weights.dtype), "weights_positive": True}
     # meta.json last: its presence marks a complete segment.
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
@@ -236,6 +242,7 @@ class SparseReader:
         self.doc_ptr, self.doc_terms, self.doc_weights = arrays["doc_ptr"], arrays["doc_terms"], arrays["doc_weights"]
         self._term_max = None if arrays.get("term_max") is None else np.asarray(arrays["term_max"])
         self._columns: dict[int, np.ndarray] = {}  # term index -> dense weights, see _column
+        self._positive: bool | None = None  # see weights_positive
         # Plain ndarray views of the same memory maps: slicing and indexing an np.memmap pays for the
         # subclass on every call, several microseconds on the few-hundred-call search path.
         self._ids, self._terms, self._tp = (np.asarray(a) for a in (self.ids, self.terms, self.term_ptr))
@@ -264,6 +271,14 @@ class SparseReader:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def weights_positive(self) -> bool:
+        """Whether every stored weight is > 0: meta.json says so for segments written since it records it
+        (a float32 rounding to 0 is dropped when written), else one pass over the weights, once."""
+        if self._positive is None:
+            self._positive = bool(self.meta.get("weights_positive")) or not (len(self._pw) and self._pw.min() <= 0)
+        return self._positive
 
     @property
     def term_max(self) -> np.ndarray:
@@ -305,8 +320,9 @@ class SparseReader:
         if found is None and loop is not None:
             mask = _NO_MASK if allow is None else self._allowed(allow, slice(None))
             try:
+                positive = bool(qw.min() > _POSITIVE and self.weights_positive)
                 pos, scores, scratch.touched = loop.top_k_postings(self._pd, self._pw, lo, hi, qw, self.scale, min(k, n),
-                                                                   mask, *scratch.buffers(), scratch.touched)
+                                                                   mask, *scratch.buffers(), scratch.touched, positive)
             except BaseException:  # the buffers may hold a half-done query: start the next one from fresh ones
                 scratch.bufs, scratch.touched = None, 0
                 raise

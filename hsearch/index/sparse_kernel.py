@@ -37,26 +37,40 @@ def _sift_down(hs, hp, size, i):
 
 
 @numba.njit(cache=True, nogil=True)
-def top_k_postings(pd, pw, lo, hi, qw, scale, k, allow, acc, seen, touched, n_prev):
+def top_k_postings(pd, pw, lo, hi, qw, scale, k, allow, acc, seen, touched, n_prev, positive):
     """Top-k doc positions (int64) and float32 scores, best first, of the postings pd/pw[lo[t]:hi[t]] weighted
     by qw[t], and how many docs the postings touched. Only docs scoring > 0 are hits; with a non-empty `allow`
     (a bool per position), only allowed ones. acc (float64), seen (bool) and touched (int32), each of the
     segment's length, are scratch: the previous call's `n_prev` touched docs are zeroed first, and this call
-    leaves every doc's float64 sum in acc (0.0 for docs no posting touched) for re-scoring to read."""
+    leaves every doc's float64 sum in acc (0.0 for docs no posting touched) for re-scoring to read.
+    `positive`: every product q * w is > 0 (the caller checks, SparseReader.search), so a doc's sum is 0.0
+    exactly until its first posting: that tells a new doc without reading `seen`, a second array per posting
+    (a fifth of the loop's time at 100k docs)."""
     for i in range(n_prev):
         d = touched[i]
         acc[d] = 0.0
         seen[d] = False
     n_touched = 0
-    for t in range(lo.shape[0]):
-        q = qw[t]
-        for j in range(lo[t], hi[t]):
-            d = pd[j]
-            if not seen[d]:
-                seen[d] = True
-                touched[n_touched] = d
-                n_touched += 1
-            acc[d] += np.float64(pw[j]) * q
+    if positive:
+        for t in range(lo.shape[0]):
+            q = qw[t]
+            for j in range(lo[t], hi[t]):
+                d = pd[j]
+                a = acc[d]
+                if a == 0.0:
+                    touched[n_touched] = d
+                    n_touched += 1
+                acc[d] = a + np.float64(pw[j]) * q
+    else:
+        for t in range(lo.shape[0]):
+            q = qw[t]
+            for j in range(lo[t], hi[t]):
+                d = pd[j]
+                if not seen[d]:
+                    seen[d] = True
+                    touched[n_touched] = d
+                    n_touched += 1
+                acc[d] += np.float64(pw[j]) * q
     hs = np.empty(k, np.float32)
     hp = np.empty(k, np.int64)
     size = 0
