@@ -82,6 +82,11 @@ class SegmentSource:
 
     def by_segment(self, ids: np.ndarray):
         """Yield (segment readers, positions into ids) for the ids each segment holds."""
+        if len(self.segments) == 1 and len(ids):  # an optimized collection: one range check, no mask per segment
+            s = self.segments[0]
+            if s.start <= ids.min() and ids.max() < s.end:
+                yield s, np.arange(len(ids))
+                return
         seg = np.searchsorted(self._starts, ids, side="right") - 1
         for i, s in enumerate(self.segments):
             pos = np.nonzero((seg == i) & (ids < s.end))[0]

@@ -72,8 +72,9 @@ def gather(sources, first: dict, depth: int, score: dict, scope,
     return cand, table
 
 
-def signal_query(signal: str, plan: Plan, enc: Encoded):
-    return {"dense": enc.dense, "sparse": enc.sparse, "colbert": enc.colbert, "bm25": plan.query}[signal]
+def signal_query(signal: str, plan: Plan, enc: Encoded | None):
+    """What `signal` is asked with: the query's text for BM25 (which needs no encoding), else its encoding."""
+    return plan.query if signal == "bm25" else getattr(enc, signal)
 
 
 def _fuse(plan: Plan, table: dict[str, np.ndarray]) -> np.ndarray:
