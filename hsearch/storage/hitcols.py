@@ -1,8 +1,8 @@
 """What a hit shows of its chunk (document id, path, title, metadata, chunk number and snippet), kept
 beside the segment's vectors so that a query reads its k hits without SQLite.
 
-Reading ten hits' fields from docs.sqlite (a join per query) and cutting their snippets was the largest
-cost of a sparse query after the store's own search (RESULTS.md, "Query path, session 15"). They are written once with the segment and never change, like every segment file, so they are
+Reading ten hits' fields from docs.sqlite (a join per query) and cutting their snippets cost a query
+more than anything but the stores' own searches; RESULTS.md, "Query path, session 15", times the change. They are written once with the segment and never change, like every segment file, so they are
 memory-mapped and a reader needs no lock: a merge writes new files and only unlinks the old ones, which
 leaves a mapping that an older snapshot holds readable.
 
