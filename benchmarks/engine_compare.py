@@ -29,6 +29,9 @@ HSEARCH_MODES = [
     ("dense+sparse", "dense+sparse", {}), ("dense+sparse (rrf)", "dense+sparse", {"fusion": "rrf"}),
     ("dense+bm25", "dense+bm25", {}), ("dense+sparse+bm25", "dense+sparse+bm25", {}), ("all", "all", {}),
     ("all+bm25", "all+bm25", {}),
+    # issue 20's rule for queries foreign to the collection, given explicitly (collections built before it record
+    # none): one coverage check per query; for queries in the documents' language the weights stay as they are
+    ("all+bm25 (low-coverage rule 0.5:colbert=1)", "all+bm25", {"low_coverage": "0.5:colbert=1"}),
 ]
 # the hsearch rows each peer mode is compared with (ratio table); the first is the overlap reference
 COMPARE = {"dense": ["dense (depth 10)", "dense"], "sparse": ["sparse (depth 10)", "sparse"],
@@ -87,6 +90,10 @@ class Bench:
         calls = [("dense", lambda i: retrieve(snap, "dense", encs[i].dense, k, allow)),
                  ("sparse", lambda i: retrieve(snap, "sparse", encs[i].sparse, k, allow)),
                  ("bm25", lambda i: retrieve(snap, "bm25", qs.texts[i], k, allow))]
+        if snap.bm25 is not None:  # the low-coverage rule's check alone, the query analysed afresh (in a plan,
+            # BM25's search reuses that analysis, so this bounds what the rule adds to a query)
+            calls.append(("bm25 coverage of the query (the low-coverage rule's check)",
+                          lambda i: snap.bm25.coverage(qs.texts[i])))
         if corpus.cb_flat is not None:
             cands = [retrieve(snap, "dense", e.dense, 200, allow)[0] for e in encs]
             calls.append(("colbert re-score of the dense top-200",

@@ -226,7 +226,8 @@ def engine_check(ctx, stdout):
     for name, text in reports.items():
         for row in ("| hsearch | dense |", "| hsearch | sparse |", "| hsearch | bm25 |", "| hsearch | colbert |",
                     "| hsearch | dense+sparse |", "| hsearch | all |", "| hsearch | **total, excluding encoding** |",
-                    "| hsearch store call | sparse |"):
+                    "| hsearch store call | sparse |", "| hsearch | all+bm25 (low-coverage rule 0.5:colbert=1) |",
+                    "| hsearch store call | bm25 coverage of the query (the low-coverage rule's check) |"):
             assert row in text, (name, row)
         assert "### Query latency, excluding query encoding" in text and "nproc=" in text
         assert "bench_engine.py --quick" in text  # the exact command is part of the report
