@@ -26,8 +26,9 @@ def _docs(lo, hi, seed=0):
     out = []
     for i in range(lo, hi):
         words = " ".join(rng.choice(WORDS, int(rng.integers(5, 60))))
-        out.append({"id": f"d{i}", "text": f"{words}\n\n  straße überfluß {words}", "title": f"Title {i}" if i % 2 else "",
-                    "path": f"docs/{i}.txt", "year": 2000 + i, "tags": ["a", f"t{i % 3}"]})
+        doc = {"id": f"d{i}", "text": f"{words}\n\n  straße überfluß {words}", "title": f"Title {i}" if i % 2 else "",
+               "year": 2000 + i, "tags": ["a", f"t{i % 3}"]}
+        out.append(doc | ({"path": f"docs/{i}.txt"} if i % 3 else {}))  # a document given without a path too
     return out
 
 
@@ -54,7 +55,8 @@ def test_hits_from_the_columns_equal_those_from_the_document_store(tmp_path):
     got = _hits(col)
     assert any(h[3].startswith("Title") or "straße" in h[3] for hits in got.values() for h in hits)
     assert any(h[4] for hits in got.values() for h in hits) and any(h[4] is None for hits in got.values() for h in hits)
-    assert all(h[6]["tags"][0] == "a" and h[5].startswith("docs/") for hits in got.values() for h in hits)
+    assert all(h[6]["tags"][0] == "a" and (h[5] is None or h[5].startswith("docs/")) for hits in got.values() for h in hits)
+    assert any(h[5] is None for hits in got.values() for h in hits)
     for s in _segments(tmp_path / "c"):  # a collection written before the columns: docs.sqlite serves
         shutil.rmtree(s / hitcols.FOLDER)
     assert _hits(open_collection(tmp_path / "c", encoder=_enc())) == got
@@ -66,11 +68,11 @@ def test_optimize_rewrites_the_columns_without_deleted_documents(tmp_path):
               "path": "zyzzyva/secret.txt"}])
     col.add(_docs(2, 4, seed=7))  # updates: their old chunks are tombstoned
     raw = lambda: b"".join(p.read_bytes() for s in _segments(tmp_path / "c") for p in (s / hitcols.FOLDER).iterdir())
-    assert b"zyzzyva" in raw() and b"docs/9.txt" in raw()
-    col.delete(["secret", "d9"])  # (a segment left all deleted is rewritten at once by the merge policy)
+    assert b"zyzzyva" in raw() and b"docs/10.txt" in raw()
+    col.delete(["secret", "d10"])  # (a segment left all deleted is rewritten at once by the merge policy)
     expected = _hits(col)
     col.optimize()
-    assert len(_segments(tmp_path / "c")) == 1 and b"zyzzyva" not in raw() and b"docs/9.txt" not in raw()
+    assert len(_segments(tmp_path / "c")) == 1 and b"zyzzyva" not in raw() and b"docs/10.txt" not in raw()
     assert _hits(col) == expected == _hits(open_collection(tmp_path / "c", encoder=_enc()))
 
 

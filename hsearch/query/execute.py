@@ -178,7 +178,7 @@ def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None
         if whole is not None and row in whole.best:
             detail.update({f"whole:{s}": float(whole.table[s][whole.best[row]]) for s in plan.signals})
         hits.append(Hit(id=c["doc_id"], score=float(scores[row]), scores=detail, snippet=c["snippet"],
-                        path=c["path"], title=c["title"] or None, chunk=c["chunk_no"], metadata=c["metadata"]))
+                        path=c["path"] or None, title=c["title"] or None, chunk=c["chunk_no"], metadata=c["metadata"]))
     return hits
 
 
