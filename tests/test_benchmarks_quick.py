@@ -415,6 +415,36 @@ def coverage_sweep_check(ctx, stdout):
         assert rules["fixed"][col_i] == pytest.approx(got["all+bm25"]["nDCG@10"], abs=1e-4)
 
 
+# ------------------------------------------------------------------------------ paired_test.py
+
+
+def paired_args(ctx):
+    return ["--model", ctx.model, "--modes", "all+bm25,colbert,dense", "--datasets", ctx.beir(), "--bootstrap", 300,
+            "--out", ctx.report("paired.md")]
+
+
+def paired_check(ctx, stdout):
+    """One row per other mode; the mean difference is the two columns' difference, inside its interval; the
+    columns are the nDCG@10 that evaluate() gives those modes on the same collection."""
+    text = (ctx.tmp / "paired.md").read_text()
+    rows = [c for c in map(cells, text.splitlines()) if len(c) == 9 and c[0] != "dataset" and not c[0].startswith("---")]
+    assert [r[1] for r in rows] == ["colbert", "dense"], text
+    for r in rows:
+        first, other, mean = float(r[3]), float(r[4]), float(r[5])
+        low, high = (float(x) for x in r[6].strip("[]").split(", "))
+        assert 0 <= first <= 1 and 0 <= other <= 1 and int(r[2]) > 0
+        assert mean == pytest.approx(first - other, abs=2e-4) and low <= mean + 1e-4 and mean - 1e-4 <= high
+        assert 0 <= float(r[7]) <= 1
+        better, worse = map(int, r[8].split(" / "))
+        assert better + worse <= int(r[2])
+    ctx.monkeypatch.setenv("HSEARCH_CACHE", str(ctx.tmp / "cache"))
+    from hsearch.evaluate.beir import evaluate
+
+    got = evaluate(ctx.beir(), ["all+bm25", "colbert", "dense"], model=str(ctx.model))
+    assert float(rows[0][3]) == pytest.approx(got["all+bm25"]["nDCG@10"], abs=1e-4)
+    assert [float(r[4]) for r in rows] == pytest.approx([got["colbert"]["nDCG@10"], got["dense"]["nDCG@10"]], abs=1e-4)
+
+
 # ------------------------------------------------------------------------------ compare_checkouts.py
 
 
@@ -641,6 +671,7 @@ QUICK = {
     "sweep_fusion.py": Quick(fusion_sweep_args, fusion_sweep_check),
     "sweep_coverage.py": Quick(coverage_sweep_args, coverage_sweep_check),
     "compare_checkouts.py": Quick(compare_args, compare_check),
+    "paired_test.py": Quick(paired_args, paired_check),
     "sparse_ceiling.py": Quick(ceiling_args, ceiling_check),
     "bench_qdrant_backend.py": Quick(qdrant_args, qdrant_check, needs=(("qdrant_edge", "qdrant-edge is not installed"),),
                                      in_process=qdrant_in_process),
