@@ -73,16 +73,15 @@ def main():
                if v is not None}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        folders = [Path(d) for d in a.datasets.split(",") if d]
+        folders = [(Path(d), f"{Path(d).parent.name}/{Path(d).name}") for d in a.datasets.split(",") if d]
         for pair in filter(None, a.cross.split(",")):
             q, c = pair.split(":")
-            folders.append(cross_folder(Path(q), Path(c), Path(tmp)))
-        for folder in folders:
+            folders.append((cross_folder(Path(q), Path(c), Path(tmp)), f"{Path(q).name}->{Path(c).name}"))
+        for folder, name in folders:
             data = load_beir(folder, a.split, a.limit_queries)
             col = eval_collection(data.corpus, a.model)
             hits = run_modes(col, data.queries, modes, k=100, **options)
             scores = {m: per_query_ndcg(hits[m], data.qrels) for m in modes}
-            name = f"{folder.parent.name}/{folder.name}"
             for other in modes[1:]:
                 rows.append((name, other, len(data.qrels), scores[modes[0]].mean(), scores[other].mean(),
                              compare(scores[modes[0]], scores[other], a.bootstrap, a.seed)))
