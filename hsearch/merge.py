@@ -72,11 +72,11 @@ def plan_merge(segments: list[Segment], dead_chunks: np.ndarray) -> tuple[int, i
 
 
 def write_merged(folder: Path, segments: list[Segment], dead_chunks: np.ndarray, config, out: Path,
-                 name: str, hit_records=None) -> Segment:
+                 name: str, hit_records) -> Segment:
     """Write the merge of adjacent `segments` (folders under `folder`) into `out`; returns the Segment
     the manifest will list once the caller has renamed `out` to `name`. `hit_records(start, end)`
     (DocStore.chunk_records) gives the hit fields of segments written before hit columns, so the merged
-    one has them; without it, columns are written only when every merged segment has them."""
+    one has them."""
     readers = [SegmentReaders(folder / s.name, s.name, s.start, s.end) for s in segments]
     start, end = segments[0].start, segments[-1].end
 
@@ -100,19 +100,18 @@ def write_merged(folder: Path, segments: list[Segment], dead_chunks: np.ndarray,
     np.save(out / "doc_rows.npy", doc_rows)
     if views is not None:
         np.save(out / "views.npy", views)
-    if hit_records is not None or all(r.hits is not None for r in readers):  # else docs.sqlite serves them
-        docs, chunk_doc, chunk_no, snippets = [], [], [], []
-        for r in readers:
-            keep = ~np.isin(np.arange(r.start, r.end, dtype=np.int64), dead_chunks)
-            if r.hits is not None:
-                d, c, n, snip = r.hits.rows(keep)
-            else:  # a segment written before hit columns: they are made from its docs.sqlite rows
-                d, c, n, snip = hitcols.rows_from_records(hit_records(r.start, r.end), r.end - r.start, keep)
-            chunk_doc.append(np.where(c >= 0, c + len(docs), -1))
-            docs += d
-            chunk_no.append(n)
-            snippets += snip
-        hitcols.write(out, docs, np.concatenate(chunk_doc), np.concatenate(chunk_no), snippets)
+    docs, chunk_doc, chunk_no, snippets = [], [], [], []
+    for r in readers:
+        keep = ~np.isin(np.arange(r.start, r.end, dtype=np.int64), dead_chunks)
+        if r.hits is not None:
+            d, c, n, snip = r.hits.rows(keep)
+        else:  # a segment written before hit columns: they are made from its docs.sqlite rows
+            d, c, n, snip = hitcols.rows_from_records(hit_records(r.start, r.end), r.end - r.start, keep)
+        chunk_doc.append(np.where(c >= 0, c + len(docs), -1))
+        docs += d
+        chunk_no.append(n)
+        snippets += snip
+    hitcols.write(out, docs, np.concatenate(chunk_doc), np.concatenate(chunk_no), snippets)
     dropped = sum(s.dropped for s in segments) + sum(dead_in(s, dead_chunks) for s in segments)
     return Segment(name=name, start=start, end=end, parts=[n for s in segments for n in s.doc_segments],
                    dropped=dropped)

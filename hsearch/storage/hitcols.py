@@ -2,7 +2,8 @@
 beside the segment's vectors so that a query reads its k hits without SQLite.
 
 Reading ten hits' fields from docs.sqlite (a join per query) and cutting their snippets cost a query
-more than anything but the stores' own searches; RESULTS.md, "Query path, session 15", times the change. They are written once with the segment and never change, like every segment file, so they are
+more than anything but the stores' own searches; RESULTS.md, "Query path, session 15", times the change.
+They are written once with the segment and never change, like every segment file, so they are
 memory-mapped and a reader needs no lock: a merge writes new files and only unlinks the old ones, which
 leaves a mapping that an older snapshot holds readable.
 
@@ -106,13 +107,13 @@ class HitColumns:
     def rows(self, keep: np.ndarray):
         """(docs, chunk_doc, chunk_no, snippets) of this segment with the chunk slots not in `keep` (a mask)
         dropped and the documents left without a chunk gone: what `write` takes, for a merge."""
-        doc_of, no = np.asarray(self.chunks[:, 0]), np.asarray(self.chunks[:, 1])
-        doc_of = np.where(keep, doc_of, -1)
+        doc_of, no = np.where(keep, self.chunks[:, 0], -1), self.chunks[:, 1]
         used = np.unique(doc_of[doc_of >= 0])
-        new_index = np.full(max(int(used[-1]) + 1 if len(used) else 0, 1), -1, np.int64)
+        new_index = np.full((len(self.offsets) - 1 - self.n) // _DOC_FIELDS, -1, np.int64)  # per document
         new_index[used] = np.arange(len(used))
         docs = [tuple(self._str(self.n + _DOC_FIELDS * int(d) + f) for f in range(_DOC_FIELDS)) for d in used]
-        chunk_doc = np.where(doc_of >= 0, new_index[np.maximum(doc_of, 0)], -1)
+        chunk_doc, live = np.full(len(doc_of), -1, np.int64), doc_of >= 0
+        chunk_doc[live] = new_index[doc_of[live]]
         snippets = [self._str(i) if k else "" for i, k in enumerate(keep.tolist())]
         return docs, chunk_doc, no, snippets
 
