@@ -5,16 +5,19 @@ and collections from before analyzers read as they were.
 The pieces are the bundled XLM-R tokenizer's (loaded once, about a second); collections use the fake
 encoder, since BM25 needs no vectors."""
 import json
+import string
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 from hsearch import open_collection
 from hsearch.cli import main
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError, InputError
-from hsearch.index.analyzers import NAMES, Analyzer
+from hsearch.index.analyzers import NAMES, Analyzer, _words
 import hsearch.index.bm25 as bm25_module
 from hsearch.index.bm25 import ANALYZER_FILE, BM25Index
 from hsearch.index.detect import detect, stemmer_for
@@ -78,6 +81,18 @@ def test_the_english_analyzer_scores_as_tantivys_en_stem(tmp_path):
     for query in ("running dogs dogs in the park?", "Do cats sleep?", "park"):
         (a, sa), (b, sb) = ours.search(query, 10), theirs.search(query, 10)
         assert list(a) == list(b) and list(sa) == pytest.approx(list(sb), rel=1e-5), query
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from([c for c in string.printable if c != "_"]), max_size=200),
+       long=st.integers(0, 140), name=st.sampled_from(["words", "english", "german", "turkish"]))
+def test_ascii_texts_take_the_faster_tokenizer_with_the_same_terms(text, long, name):
+    # the simple tokenizer serves ASCII texts without "_" (analyzers._words); its terms must be \w+'s, long tokens
+    # (the 120-byte cut) included
+    text = f"{text} {'x' * long} {text.upper()}"
+    assert _words(name, True).analyze(text) == _words(name).analyze(text)
+    assert Analyzer(name).document(text, name) == _words(name).analyze(text)
+    assert Analyzer("words").document(f"{text} snake_case", "words")[-1] == "snake_case"  # "_" keeps \\w+
 
 
 def test_detection_needs_evidence():
