@@ -249,10 +249,12 @@ class Collection:
 
     def optimize(self) -> dict:
         """Merge every segment into one: deleted chunks leave every store, deleted documents leave
-        docs.sqlite (hsearch/merge.py). Returns {merges, segments before/after, bytes before/after}."""
+        docs.sqlite (hsearch/merge.py), and BM25 becomes one tantivy segment (BM25Index.compact). Returns
+        {merges, segments before/after, bytes before/after}."""
         before = self.info()
         def job(w):
             n = w.merge(everything=True)
+            w.compact_bm25()
             w.purge()
             return n
 

@@ -246,6 +246,20 @@ class Writer:
             if everything:
                 return done
 
+    def compact_bm25(self) -> bool:
+        """Rewrite each BM25 index as one tantivy segment of the live chunks (`BM25Index.compact`), after
+        `merge(everything=True)`. Returns whether any was rewritten."""
+        m = self.manifest
+        dead = m.load_tombstones(self.folder)[0]
+        starts = np.array([s.start for s in m.segments] or [0], np.int64)
+        ends = np.array([s.end for s in m.segments] or [0], np.int64)
+
+        def live(ids):
+            seg = np.maximum(np.searchsorted(starts, ids, side="right") - 1, 0)
+            return (ids >= starts[seg]) & (ids < ends[seg]) & ~np.isin(ids, dead)
+
+        return any([bm25.compact(self.docs.chunk_texts, live) for bm25 in self.bm25.values()])
+
     def purge(self) -> None:
         """Drop the texts of deleted documents from docs.sqlite (after `merge(everything=True)`; a query on
         an older snapshot that meets one of them is run again on the new one, see query/execute.py)."""

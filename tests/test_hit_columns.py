@@ -40,9 +40,9 @@ def _build(folder, commits=3, per=6):
     return col
 
 
-def _hits(col):
+def _hits(col, modes=MODES):
     return {(m, q): [(h.id, h.score, h.chunk, h.snippet, h.title, h.path, h.metadata) for h in col.search(q, m, k=8)]
-            for m in MODES for q in QUERIES}
+            for m in modes for q in QUERIES}
 
 
 def _segments(folder):
@@ -70,10 +70,12 @@ def test_optimize_rewrites_the_columns_without_deleted_documents(tmp_path):
     raw = lambda: b"".join(p.read_bytes() for s in _segments(tmp_path / "c") for p in (s / hitcols.FOLDER).iterdir())
     assert b"zyzzyva" in raw() and b"docs/10.txt" in raw()
     col.delete(["secret", "d10"])  # (a segment left all deleted is rewritten at once by the merge policy)
-    expected = _hits(col)
+    # (BM25's statistics lose the deleted documents in optimize, so its scores move: tests/test_merge.py)
+    modes = [m for m in MODES if "bm25" not in m]
+    expected = _hits(col, modes)
     col.optimize()
     assert len(_segments(tmp_path / "c")) == 1 and b"zyzzyva" not in raw() and b"docs/10.txt" not in raw()
-    assert _hits(col) == expected == _hits(open_collection(tmp_path / "c", encoder=_enc()))
+    assert _hits(col, modes) == expected == _hits(open_collection(tmp_path / "c", encoder=_enc()), modes)
 
 
 @pytest.mark.parametrize("commits", [1, 3])
@@ -83,10 +85,11 @@ def test_optimize_gives_a_collection_written_before_hit_columns_its_columns(tmp_
     for s in _segments(tmp_path / "c"):
         shutil.rmtree(s / hitcols.FOLDER)
     col = open_collection(tmp_path / "c", encoder=_enc())
-    expected = _hits(col)
+    modes = [m for m in MODES if "bm25" not in m]  # (d1 leaves BM25's statistics)
+    expected = _hits(col, modes)
     assert col.optimize()["segments"] == [commits, 1]  # one segment too: rewritten for its columns
     assert [(s / hitcols.FOLDER).exists() for s in _segments(tmp_path / "c")] == [True]
-    assert _hits(col) == expected and b"docs/1.txt" not in (_segments(tmp_path / "c")[0] / hitcols.FOLDER /
+    assert _hits(col, modes) == expected and b"docs/1.txt" not in (_segments(tmp_path / "c")[0] / hitcols.FOLDER /
                                                             "strings.utf8").read_bytes()
     assert col.optimize()["merges"] == 0  # nothing left to do
 

@@ -37,6 +37,9 @@ PURGED_FILE = "purged.json"  # {"tombstones": the manifest's tombstones file who
 # set was most of a fused plan's BM25 time at 100k chunks (benchmarks/RESULTS.md, "Query path, session 12":
 # dense+bm25 4.57 -> 3.41 ms); the term queries' cost grows with the ids (each is built in Python), the set's hardly.
 _TERM_QUERIES_UP_TO = 1000
+# The writer's memory budget when `compact` rewrites the index: tantivy starts a new segment when it runs out (the
+# writes use 64 MB). tantivy takes memory as it needs it, not the whole budget at once.
+_COMPACT_HEAP = 1_000_000_000
 
 
 def _schema(analyzer: str):
@@ -134,6 +137,55 @@ class BM25Index:
         """Record that `tombstones`' chunks are deleted here (after the commit that deleted them)."""
         write_json_atomic(self.folder / PURGED_FILE, {"tombstones": tombstones})
 
+    def compacted(self) -> bool:
+        """Whether the index is one tantivy segment without deleted chunks, as `compact` leaves it."""
+        path = self.folder / PURGED_FILE
+        if not path.exists() or not json.loads(path.read_text()).get("compacted"):
+            return False
+        self.index.reload()
+        return self.index.searcher().num_segments <= 1
+
+    def compact(self, texts, live) -> bool:
+        """Rewrite the index as one tantivy segment of its live chunks, as Lucene's forceMerge(1) does (`hsearch
+        optimize`): every segment is one more search per query, and deleted chunks count in BM25's statistics until
+        tantivy merges them away, which it may never do for a few large segments. `texts(ids)`: chunk id -> text;
+        `live(ids)`: mask of the chunks the collection still holds. Each chunk keeps the word analyzer it got
+        (read back from the index), so its terms are the same. One tantivy commit: a run killed before it leaves the
+        index as it was. Returns whether it rewrote anything."""
+        import tantivy
+
+        if self.compacted():
+            return False
+        searcher = self.index.searcher()
+        n = searcher.num_docs
+        groups = [(None, tantivy.Query.all_query())] if self.analyzer is None else [
+            (name, tantivy.Query.term_query(self.index.schema, "analyzer", name)) for name in self.present(searcher)]
+        ids, names = [np.empty(0, np.int64)], [None]
+        for name, query in groups if n else ():
+            got = _chunk_ids(searcher, searcher.search(query, n, count=False).hits)
+            ids.append(got)
+            names += [name] * len(got)
+        ids, names = np.concatenate(ids), names[1:]
+        keep = np.flatnonzero(live(ids))
+        keep = keep[np.argsort(ids[keep], kind="stable")]  # in chunk-id order
+        self._writer = self.index.writer(heap_size=_COMPACT_HEAP, num_threads=1)  # heap: room for one segment
+        self._writer.delete_all_documents()
+        for at in range(0, len(keep), 10_000):
+            part = keep[at:at + 10_000]
+            text = texts(ids[part])
+            missing = [int(ids[i]) for i in part if int(ids[i]) not in text]
+            if missing:
+                self._writer.rollback()
+                self._writer = None
+                raise CollectionError(f"chunks {missing[:5]} are in BM25 but have no text in docs.sqlite; rebuild "
+                                      "the collection with `hsearch index`")
+            self.add(ids[part], [text[int(ids[i])] for i in part], [names[i] for i in part])
+        self.commit()
+        self.index.reload()
+        path = self.folder / PURGED_FILE
+        write_json_atomic(path, {"tombstones": self.purged(), "compacted": True})
+        return True
+
     def commit(self) -> None:
         if self._writer is not None:
             self._writer.commit()
@@ -217,7 +269,7 @@ class BM25Index:
         if query is None:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         while True:  # over-fetch until k allowed hits survive the snapshot/filter, or hits run out
-            hits = searcher.search(query, limit).hits
+            hits = searcher.search(query, limit, count=False).hits  # count: every match visited, unused here
             ids = _chunk_ids(searcher, hits)
             scores = np.array([s for s, _a in hits], dtype=np.float32)
             if allow is not None and len(ids):
@@ -246,7 +298,7 @@ class BM25Index:
             ids_query = tantivy.Query.term_set_query(schema, "chunk_id", [int(i) for i in ids])
         only = tantivy.Query.const_score_query(ids_query, 0.0)
         q = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, only)])
-        hits = searcher.search(q, len(ids)).hits
+        hits = searcher.search(q, len(ids), count=False).hits
         if hits:
             order = np.argsort(ids, kind="stable")
             out[order[np.searchsorted(ids[order], _chunk_ids(searcher, hits))]] = [s for s, _a in hits]
