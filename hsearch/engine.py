@@ -342,8 +342,8 @@ class Collection:
             options["doc_score"] = "both" if self.config.long_context else "maxp"
         # the weights the model's heads were tuned for, as recorded when the collection was built
         options.setdefault("default_weights", self._manifest.encoder.get("fusion_weights") or None)
-        if "minmax_long" in (options["default_weights"] or {}):
-            options.setdefault("long_documents", self.long_documents)
+        if "minmax_long" in (options["default_weights"] or {}):  # worked out only for a plan it decides
+            options.setdefault("long_documents", lambda: self.long_documents)
         plan = make_plan(query, mode, k=k, where=where, **options)
         if "colbert" in plan.signals and not self.config.store_colbert:
             raise InputError("this collection was built without multi-vectors (store_colbert=False); "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from hsearch.backends import open_remote
-from hsearch.backends.base import Scope
+from hsearch.backends.base import Scope, owners
 from hsearch.backends.local import ReaderSource, SegmentSource
 from hsearch.config import CollectionConfig
 from hsearch.errors import CollectionError
@@ -31,7 +31,8 @@ class SegmentReaders:
     def __init__(self, folder: Path, name: str, start: int, end: int):
         self.name, self.start, self.end = name, start, end
         try:
-            self.doc_rows = arrays.load(folder / "doc_rows.npy", mmap_mode="r")
+            # a plain ndarray view of the map: indexing an np.memmap pays for the subclass on every call
+            self.doc_rows = np.asarray(arrays.load(folder / "doc_rows.npy", mmap_mode="r"))
             # which view each chunk belongs to; absent: one view, every chunk in both (types.py)
             self.views = arrays.load(folder / "views.npy") if (folder / "views.npy").exists() else None
             # what hits show of their chunks (absent in a segment written before them: docs.sqlite has it)
@@ -57,6 +58,10 @@ class Snapshot:
                          for s in self.manifest.segments]
         self._starts = np.array([s.start for s in self.segments], dtype=np.int64)
         self._ends = np.array([s.end for s in self.segments], dtype=np.int64)
+        # segments whose ids follow each other without a gap (one, or as written and merged in order): then
+        # `live` is one range check where nothing is deleted
+        self._span = ((int(self._starts[0]), int(self._ends[-1])) if len(self.segments)
+                      and (self._starts[1:] == self._ends[:-1]).all() else None)
         self.docs = DocStore(folder / "docs.sqlite")
         config = CollectionConfig.from_dict(self.manifest.config)
         analyzer = config.bm25_analyzer or "auto"
@@ -71,6 +76,7 @@ class Snapshot:
                                                         for b in (self.bm25, self.bm25_whole) if b is not None)
             bm25 = ReaderSource("bm25", self.bm25, self.bm25_whole, check=self.live if unpurged else None)
         self.sources = [s for s in (bm25, self.local, remote) if s]
+        self.owners = owners(self.sources)  # signal -> its source, for every query of this snapshot
         self._scopes: dict[tuple, Scope] = {}  # see scope()
         self._passages_per_document: float | None = None
         # the deleted chunks a store can still return: a segment whose deleted chunks a merge dropped has
@@ -90,6 +96,8 @@ class Snapshot:
         """Mask of chunk ids that belong to this snapshot and are not deleted."""
         ids = np.asarray(ids, dtype=np.int64)
         dead = self.dead_chunks if dead is None else dead
+        if self._span is not None and not len(dead):
+            return (ids >= self._span[0]) & (ids < self._span[1])
         seg = np.searchsorted(self._starts, ids, side="right") - 1
         ok = seg >= 0
         ok[ok] &= ids[ok] < self._ends[seg[ok]]
@@ -145,20 +153,25 @@ class Snapshot:
         """Yield (segment readers, positions into ids) for the ids each segment holds."""
         return self.local.by_segment(ids)
 
-    def chunk_fields(self, ids) -> dict[int, dict]:
-        """chunk id -> what a hit shows of it (doc_id, path, title, metadata, chunk_no, snippet), from the
-        segments' hit columns, or from docs.sqlite for a segment written before them. An id missing from the
-        answer had its text purged by `optimize` after this (older) snapshot was opened."""
+    def hit_fields(self, ids) -> list[tuple | None]:
+        """For each chunk id, what a hit shows of it: (doc_id, snippet, path, title, chunk_no, metadata), path and
+        title None when empty; from the segments' hit columns, or from docs.sqlite for a segment written before
+        them. None for a chunk whose text `optimize` purged after this (older) snapshot was opened."""
         ids = np.asarray(ids, np.int64)
-        out, rest = {}, []
+        out = [None] * len(ids)
         for s, pos in self.by_segment(ids):
-            if s.hits is None:
-                rest += ids[pos].tolist()
-            else:
-                out.update(zip(ids[pos].tolist(), s.hits.fields((ids[pos] - s.start).tolist())))
-        for cid, c in self.docs.chunks(rest).items():
-            out[cid] = {**c, "snippet": hitcols.snippet(c.pop("text"))}
+            if s.hits is not None and isinstance(pos, slice):  # every id in one segment
+                return s.hits.fields(ids - s.start)
+            got = s.hits.fields(ids[pos] - s.start) if s.hits is not None else self._docs_fields(ids[pos])
+            for i, f in zip(np.arange(len(ids))[pos].tolist(), got):
+                out[i] = f
         return out
+
+    def _docs_fields(self, ids: np.ndarray) -> list[tuple | None]:
+        """`hit_fields` from docs.sqlite (a segment written before hit columns)."""
+        rows = self.docs.chunks(ids.tolist())
+        return [(c["doc_id"], hitcols.snippet(c["text"]), c["path"] or None, c["title"] or None, c["chunk_no"],
+                 c["metadata"]) if (c := rows.get(cid)) else None for cid in ids.tolist()]
 
     def doc_rows(self, ids: np.ndarray) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.int64)

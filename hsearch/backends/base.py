@@ -86,6 +86,15 @@ class Scope:
         return mask
 
 
+def owners(sources) -> dict:
+    """signal -> the source that serves it: the first of `sources` listing it."""
+    out = {}
+    for src in sources:
+        for s in src.signals:
+            out.setdefault(s, src)
+    return out
+
+
 class Source(Protocol):
     signals: frozenset
 

@@ -25,12 +25,18 @@ EXACT_SEARCH_SCORES = frozenset({"sparse", "bm25"})
 
 def _collect(source, first: dict, depth: int, score: dict, scope: Scope, extra: np.ndarray):
     found = {s: source.search(s, q, depth, scope) for s, q in first.items()}
+    out = {}
     if len(found) == 1 and not len(extra):  # one top-k: its ids are distinct already
-        ids = np.sort(next(iter(found.values()))[0])
+        (signal, (got_ids, got)), = found.items()
+        order = np.argsort(got_ids)
+        ids = got_ids[order]
+        if signal in score and signal in EXACT_SEARCH_SCORES:
+            out[signal] = got[order]
     else:
         ids = np.unique(np.concatenate([np.asarray(extra, np.int64)] + [f[0] for f in found.values()]))
-    out = {}
     for s, q in score.items():
+        if s in out:
+            continue
         if s in found and s in EXACT_SEARCH_SCORES:
             got_ids, got = found[s]
             scores = np.zeros(len(ids), np.float32)
@@ -81,11 +87,11 @@ class SegmentSource:
         return out
 
     def by_segment(self, ids: np.ndarray):
-        """Yield (segment readers, positions into ids) for the ids each segment holds."""
+        """Yield (segment readers, positions into ids: an index array, or a slice) for the ids each segment holds."""
         if len(self.segments) == 1 and len(ids):  # an optimized collection: one range check, no mask per segment
             s = self.segments[0]
             if s.start <= ids.min() and ids.max() < s.end:
-                yield s, np.arange(len(ids))
+                yield s, slice(None)
                 return
         seg = np.searchsorted(self._starts, ids, side="right") - 1
         for i, s in enumerate(self.segments):

@@ -199,13 +199,16 @@ def parse_low_coverage(value, signals, weights_given: bool, recorded: dict | Non
 
 
 def model_weights(recorded: dict | None, fusion: str = "weighted", normalize: str = "none",
-                  long_documents: bool = False) -> dict | None:
+                  long_documents=False) -> dict | None:
     """The part of a model's fusion weights (its fusion.json as a collection records it: signal entries for raw
     weighted sums, a "minmax" entry for min-max fusion, a "minmax_long" one for min-max fusion over long
-    documents) that applies to this fusion; None where none does."""
+    documents) that applies to this fusion; None where none does. long_documents: a bool, or a function giving
+    it (called only where it decides)."""
     recorded = recorded or {}
     if fusion == "weighted" and normalize == "minmax":
-        return (long_documents and recorded.get("minmax_long")) or recorded.get("minmax")
+        if "minmax_long" in recorded and (long_documents() if callable(long_documents) else long_documents):
+            return recorded["minmax_long"]
+        return recorded.get("minmax")
     if fusion == "weighted" and normalize == "none":
         return {s: w for s, w in recorded.items() if s in SIGNALS}
     return None
@@ -215,12 +218,12 @@ def make_plan(query: str, mode: str = DEFAULT_MODE, k: int = 10, depth: int = 10
               weights: str | dict | None = None, normalize: str | None = None, rrf_k: int = 60,
               where=(), colbert_depth: int = 200, doc_score: str | None = None, whole_weight: float = 0.5,
               default_weights: dict | None = None, ef_search: int | None = None,
-              long_documents: bool = False, low_coverage=None) -> Plan:
+              long_documents=False, low_coverage=None) -> Plan:
     """default_weights: the weights a model's heads were tuned for (`Collection.plan` passes the ones its
     collection was built with); what `weights` leaves out comes from them, then from DEFAULT_WEIGHTS.
     Its signal entries apply to raw weighted sums (they correct the scale of the heads' raw scores); its
     "minmax" entry, where the model has one, to min-max fusion ("minmax_long" instead when `long_documents`:
-    `Collection.long_documents`). DBSF and RRF keep the planner's defaults. low_coverage: `parse_low_coverage`."""
+    `Collection.long_documents`; or a function giving it). DBSF and RRF keep the planner's defaults. low_coverage: `parse_low_coverage`."""
     if not isinstance(query, str) or not query.strip():
         raise InputError("empty query; give the text to search for")
     if isinstance(mode, str) and "@" in mode:  # "dense+bm25@both": the document score inside the mode

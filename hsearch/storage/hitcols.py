@@ -80,29 +80,29 @@ class HitColumns:
             size = f.seek(0, 2)
             if size != int(self.offsets[-1]):
                 raise ValueError(f"{folder}/strings.utf8 holds {size} bytes, its offsets end at {int(self.offsets[-1])}")
-            self._strings = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b"")
+            # slicing the map gives bytes (decoding those is faster than decoding a memoryview's slices)
+            self._strings = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
 
     def _str(self, i: int) -> str:
-        return str(self._strings[self.offsets[i]:self.offsets[i + 1]], "utf-8")
+        return self._strings[self.offsets[i]:self.offsets[i + 1]].decode()
 
-    def fields(self, slots) -> list[dict]:
-        """The fields of the chunks at `slots` (ids less the segment's start), as DocStore.chunks gives them
-        with the snippet in place of the text (a missing path or title as ""). One gather of every offset,
-        then a slice per string: cheaper than a lookup per string through the maps."""
+    def fields(self, slots) -> list[tuple]:
+        """The fields of the chunks at `slots` (ids less the segment's start) as `Snapshot.hit_fields` gives them:
+        (doc_id, snippet, path, title, chunk_no, metadata), a missing path or title as None. One gather of every
+        offset, then a slice per string: cheaper than a lookup per string through the maps."""
         slots = np.asarray(slots, np.int64)
-        doc, no = self.chunks[slots].T
-        if (doc < 0).any():
+        chunks = self.chunks[slots]
+        doc = chunks[:, 0]
+        if len(doc) and doc.min() < 0:
             raise KeyError(f"chunk slots {slots[doc < 0].tolist()} were dropped by a merge")
-        o = self.offsets
-        fields = o[(self.n + _DOC_FIELDS * doc)[:, None] + _FIELD_BOUNDS].tolist()  # a document's 4 strings abut
+        at = np.empty((len(slots), 2 + len(_FIELD_BOUNDS)), np.int64)  # snippet start, end; a document's 4 strings abut
+        at[:, 0] = slots
+        at[:, 1] = slots + 1
+        at[:, 2:] = (self.n + _DOC_FIELDS * doc)[:, None] + _FIELD_BOUNDS
         text = self._strings
-        out = []
-        for b, e, n, (i, p, t, m, end) in zip(o[slots].tolist(), o[slots + 1].tolist(), no.tolist(), fields):
-            meta = str(text[m:end], "utf-8")
-            out.append({"chunk_no": n, "snippet": str(text[b:e], "utf-8"), "doc_id": str(text[i:p], "utf-8"),
-                        "path": str(text[p:t], "utf-8"), "title": str(text[t:m], "utf-8"),
-                        "metadata": json.loads(meta) if meta != "{}" and meta else {}})
-        return out
+        return [(text[i:p].decode(), text[b:e].decode(), text[p:t].decode() or None, text[t:m].decode() or None, n,
+                 json.loads(text[m:end]) if end - m > 2 else {})  # "" or "{}": none
+                for (b, e, i, p, t, m, end), n in zip(self.offsets[at].tolist(), chunks[:, 1].tolist())]
 
     def rows(self, keep: np.ndarray):
         """(docs, chunk_doc, chunk_no, snippets) of this segment with the chunk slots not in `keep` (a mask)
