@@ -67,13 +67,16 @@ class SegmentSource:
         return _collect(self, first, depth, score, scope, extra)
 
     def search(self, signal: str, query, k: int, allow) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k chunk ids of one signal over every segment (ties: smaller id first)."""
+        """Top-k chunk ids of one signal over every segment (ties: smaller id first, where the stores order
+        them so: `ties_by_id`)."""
         ids, scores = [], []
         for seg in self.segments:
             if signal in seg.stores:
                 i, s = seg.stores[signal].search(query, k, allow)
                 ids.append(i)
                 scores.append(s)
+        if len(ids) == 1:  # one segment: its store's top-k, best first already
+            return ids[0], scores[0].astype(np.float32, copy=False)
         ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
         scores = np.concatenate(scores).astype(np.float32) if scores else np.empty(0, np.float32)
         top = top_k(scores, k, ids)
