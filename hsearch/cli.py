@@ -324,8 +324,8 @@ def embed(texts, model, is_query, max_length, tokens, long_context, long_context
 @COLLECTION
 @_handle_errors
 def optimize(collection):
-    """Merge every segment into one and drop deleted documents' vectors and texts from disk (writes merge
-    small segments on their own; one segment is the fastest to query)."""
+    """Merge every segment into one (BM25's too) and drop deleted documents' vectors and texts from disk and
+    from BM25's statistics (writes merge small segments on their own; one segment is the fastest to query)."""
     from hsearch.engine import open_collection
 
     r = open_collection(collection).optimize()
