@@ -364,14 +364,14 @@ class Collection:
         """Execute a plan, with the query pre-encoded when given: `encoded` by the plain model (for
         passages), `encoded_whole` by the long-context one (for whole documents; see `query_encoders`)."""
         snap = self.snapshot()
-        plain, whole = self.query_encoders(plan)
-        need = set(plan.signals) | set(plan.first_stage)
-        if encoded is None:
-            encoded = plain.encode_queries([plan.query], dense="dense" in need, sparse="sparse" in need,
-                                           colbert="colbert" in need)[0]
-        if encoded_whole is None and whole is not None:
-            encoded_whole = whole.encode_queries([plan.query], dense="dense" in need, sparse="sparse" in need,
-                                                 colbert="colbert" in need)[0]
+        need = {s for s in (*plan.signals, *plan.first_stage) if s != "bm25"}  # BM25 reads the query's text
+        if need:  # (a BM25 plan loads no model)
+            plain, whole = self.query_encoders(plan)
+            flags = {s: s in need for s in ("dense", "sparse", "colbert")}
+            if encoded is None:
+                encoded = plain.encode_queries([plan.query], **flags)[0]
+            if encoded_whole is None and whole is not None:
+                encoded_whole = whole.encode_queries([plan.query], **flags)[0]
         try:
             return execute(plan, snap, encoded, encoded_whole)
         except StaleSnapshot:

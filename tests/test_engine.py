@@ -44,6 +44,18 @@ def test_bm25_finds_exact_term_and_ids_are_paths_or_corpus_ids(collection):
     assert {"a.txt", "sub/b.md", "paris", "berlin"} <= set(ids(collection.search("the", mode="dense", k=10)))
 
 
+def test_a_bm25_query_runs_no_model(tmp_path):
+    enc = FakeEncoder(dim=16, colbert_dim=8, name="bm25-no-model")
+    col = open_collection(tmp_path / "c", create=True, encoder=enc, config=CollectionConfig(model=enc.spec.name))
+    col.add([{"id": "a", "text": "the quick brown fox"}, {"id": "b", "text": "a lazy dog sleeps"}])
+    calls = []
+    real = enc.encode_queries
+    enc.encode_queries = lambda *a, **k: calls.append(k) or real(*a, **k)
+    assert ids(col.search("lazy dog", mode="bm25")) == ["b"] and calls == []
+    assert ids(col.search("lazy dog", mode="dense+bm25", k=1)) == ["b"]
+    assert calls == [{"dense": True, "sparse": False, "colbert": False}]
+
+
 def test_k_larger_than_collection(collection):
     assert len(collection.search("anything", mode="dense", k=100)) == 6
 
