@@ -62,6 +62,7 @@ class Snapshot:
         # `live` is one range check where nothing is deleted
         self._span = ((int(self._starts[0]), int(self._ends[-1])) if len(self.segments)
                       and (self._starts[1:] == self._ends[:-1]).all() else None)
+        self.has_views = any(s.views is not None for s in self.segments)  # whole documents beside passages
         self.docs = DocStore(folder / "docs.sqlite")
         config = CollectionConfig.from_dict(self.manifest.config)
         analyzer = config.bm25_analyzer or "auto"
@@ -120,10 +121,6 @@ class Snapshot:
             self._passages_per_document = len(rows) / max(len(np.unique(rows)), 1)
         return self._passages_per_document
 
-    @property
-    def has_views(self) -> bool:
-        """Whether some segment holds a whole-document view next to its passages."""
-        return any(s.views is not None for s in self.segments)
 
     def in_view(self, ids: np.ndarray, view: int) -> np.ndarray:
         """Mask of chunk ids that belong to `view` (PASSAGE or WHOLE); chunks of single-view segments
