@@ -46,7 +46,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import json  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -59,6 +58,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from engine_compare import ALL_PEERS, HSEARCH_MODES, Bench, report  # noqa: E402
 from engine_peers import QuerySet  # noqa: E402
+from harness.beir_queries import load_test_queries  # noqa: E402
 from harness.build import ReplayEncoder, build_hsearch, read_back, store_sizes  # noqa: E402
 from harness.report import fmt_ms, write_report  # noqa: E402
 from harness.synthetic import make_corpus, make_queries  # noqa: E402
@@ -134,23 +134,6 @@ def run_synthetic(args, work: Path):
     write_report(report(b, f"hsearch vs peers: {name}", data), args.out, f"engine-{name}.md")
     col = None
     gc.collect()
-
-
-def load_test_queries(dataset: Path, split: str, limit: int | None) -> list[str]:
-    qids = []
-    with open(dataset / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) >= 3 and parts[0] not in ("query-id", "query_id") and parts[0] not in qids:
-                qids.append(parts[0])
-    text = {}
-    with open(dataset / "queries.jsonl", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                text[str(r["_id"])] = r["text"]
-    out = [text[q] for q in qids if q in text]
-    return out[:limit] if limit else out
 
 
 def run_collection(args, work: Path):
