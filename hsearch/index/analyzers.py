@@ -55,7 +55,7 @@ def _words(name: str, ascii_: bool = False):
     is en_stem's pipeline (remove long tokens, lower-case, stem).
 
     ascii_: the same analysis for a text of ASCII characters without "_", through tantivy's simple tokenizer
-    (runs of alphanumeric characters), three times faster. On such a text both tokenizers cut the same tokens:
+    (runs of alphanumeric characters), which is faster. On such a text both tokenizers cut the same tokens:
     \\w is [0-9A-Za-z_] there, alphanumeric [0-9A-Za-z] (tests/test_bm25_analyzers.py holds them equal)."""
     from tantivy import Filter, TextAnalyzerBuilder, Tokenizer
 
