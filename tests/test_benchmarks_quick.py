@@ -482,6 +482,26 @@ def compare_check(ctx, stdout):
             assert float(median.strip("*")) == pytest.approx(sum(values) / 2, abs=1e-3)
 
 
+def test_compare_checkouts_times_a_beir_collection_on_its_test_queries(tmp_path, tiny_bgem3):
+    """compare_checkouts.py --dataset (the QUICK entry above runs its synthetic path): a collection of a BEIR corpus
+    built with the tiny model, timed on that dataset's test queries under two checkouts."""
+    import shutil
+
+    beir = small_beir(tmp_path / "beir")
+    open_collection(tmp_path / "col", create=True, model=str(tiny_bgem3)).index(str(beir / "corpus.jsonl"))
+    copy = tmp_path / "copy"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "hsearch", copy / "hsearch",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    run("compare_checkouts.py", "--checkouts", f"{Path(__file__).resolve().parents[1]},{copy}", "--collection",
+        tmp_path / "col", "--dataset", beir, "--modes", "bm25,dense", "--rounds", 1, "--out", tmp_path / "c.md",
+        tmp_path=tmp_path)
+    text = (tmp_path / "c.md").read_text()
+    rows = {cells(line)[0]: cells(line)[1:] for line in text.splitlines() if line.startswith(("| bm25 |", "| dense |"))}
+    assert set(rows) == {"bm25", "dense"} and str(tmp_path / "col") in text, text
+    for values in rows.values():
+        assert len(values) == 2 and all(float(v.split(": ")[1].strip("*")) > 0 for v in values), text
+
+
 # ------------------------------------------------------------------------------ sparse_ceiling.py
 
 
