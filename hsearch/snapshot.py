@@ -99,13 +99,7 @@ class Snapshot:
         dead = self.dead_chunks if dead is None else dead
         if self._span is not None and not len(dead):
             return (ids >= self._span[0]) & (ids < self._span[1])
-        seg = np.searchsorted(self._starts, ids, side="right") - 1
-        ok = seg >= 0
-        ok[ok] &= ids[ok] < self._ends[seg[ok]]
-        if len(dead):  # sorted and unique (the tombstones file's, or slices of it): a binary search per id
-            at = np.minimum(np.searchsorted(dead, ids), len(dead) - 1)
-            ok &= dead[at] != ids
-        return ok
+        return live_mask(ids, self._starts, self._ends, dead)
 
     def live_stored(self, ids: np.ndarray) -> np.ndarray:
         """`live` for ids that a store returned (what a query's scope sees): the same mask, with fewer
@@ -120,7 +114,6 @@ class Snapshot:
             rows = self.doc_rows(ids[self.live(ids) & self.in_view(ids, PASSAGE)])
             self._passages_per_document = len(rows) / max(len(np.unique(rows)), 1)
         return self._passages_per_document
-
 
     def in_view(self, ids: np.ndarray, view: int) -> np.ndarray:
         """Mask of chunk ids that belong to `view` (PASSAGE or WHOLE); chunks of single-view segments
@@ -175,3 +168,15 @@ class Snapshot:
         for s, pos in self.by_segment(ids):
             out[pos] = s.doc_rows[ids[pos] - s.start]
         return out
+
+
+def live_mask(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """Mask of chunk ids inside one of the segments [starts[i], ends[i]) (sorted) and not in `dead` (sorted, unique:
+    the tombstones file's, or slices of it)."""
+    seg = np.searchsorted(starts, ids, side="right") - 1
+    ok = seg >= 0
+    ok[ok] &= ids[ok] < ends[seg[ok]]
+    if len(dead):  # a binary search per id
+        at = np.minimum(np.searchsorted(dead, ids), len(dead) - 1)
+        ok &= dead[at] != ids
+    return ok

@@ -24,7 +24,7 @@ from hsearch.errors import CollectionError
 from hsearch.index.bm25 import BM25Index
 from hsearch.ingest.chunking import chunk_text
 from hsearch.ingest.loaders import Document
-from hsearch.snapshot import SEGMENTS
+from hsearch.snapshot import SEGMENTS, live_mask
 from hsearch.storage import hitcols
 from hsearch.storage.atomic import fsync_tree
 from hsearch.storage.docstore import DocStore
@@ -251,14 +251,10 @@ class Writer:
         `merge(everything=True)`. Returns whether any was rewritten."""
         m = self.manifest
         dead = m.load_tombstones(self.folder)[0]
-        starts = np.array([s.start for s in m.segments] or [0], np.int64)
-        ends = np.array([s.end for s in m.segments] or [0], np.int64)
-
-        def live(ids):
-            seg = np.maximum(np.searchsorted(starts, ids, side="right") - 1, 0)
-            return (ids >= starts[seg]) & (ids < ends[seg]) & ~np.isin(ids, dead)
-
-        return any([bm25.compact(self.docs.chunk_texts, live) for bm25 in self.bm25.values()])
+        starts, ends = (np.array([getattr(s, a) for s in m.segments], np.int64) for a in ("start", "end"))
+        live = lambda ids: live_mask(ids, starts, ends, dead)  # noqa: E731
+        texts = lambda ids: {cid: c["text"] for cid, c in self.docs.chunks(ids).items()}  # noqa: E731
+        return any([bm25.compact(texts, live) for bm25 in self.bm25.values()])
 
     def purge(self) -> None:
         """Drop the texts of deleted documents from docs.sqlite (after `merge(everything=True)`; a query on

@@ -156,16 +156,16 @@ class BM25Index:
 
         if self.compacted():
             return False
+        self.index.reload()  # every commit so far (a searcher may lag behind the writer's last one)
         searcher = self.index.searcher()
         n = searcher.num_docs
         groups = [(None, tantivy.Query.all_query())] if self.analyzer is None else [
             (name, tantivy.Query.term_query(self.index.schema, "analyzer", name)) for name in self.present(searcher)]
-        ids, names = [np.empty(0, np.int64)], [None]
+        ids, names = np.empty(0, np.int64), []
         for name, query in groups if n else ():
             got = _chunk_ids(searcher, searcher.search(query, n, count=False).hits)
-            ids.append(got)
+            ids = np.concatenate([ids, got])
             names += [name] * len(got)
-        ids, names = np.concatenate(ids), names[1:]
         keep = np.flatnonzero(live(ids))
         keep = keep[np.argsort(ids[keep], kind="stable")]  # in chunk-id order
         self._writer = self.index.writer(heap_size=_COMPACT_HEAP, num_threads=1)  # heap: room for one segment

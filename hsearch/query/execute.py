@@ -31,19 +31,24 @@ def rescore(snapshot, signal: str, query, ids: np.ndarray) -> np.ndarray:
     return snapshot.local.score(signal, query, ids)
 
 
-def gather(sources, first: dict, depth: int, score: dict, scope,
-           extra=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def gather(sources, first: dict, depth: int, score: dict, scope, extra=None,
+           owner: dict | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The union of every first-stage signal's top-`depth` (and of `extra`, ids to score in any case)
     and every scoring signal's score on it.
 
     Each signal goes to the first source that holds it. Sources are asked in order, each with the
     candidates found so far; one that saw a smaller union then scores the newcomers, so the last source
     (a remote one) is asked once and the result equals retrieving everything, then scoring everything.
+    `owner`: `owners(sources)`, where the caller keeps it.
     """
-    owner = owners(sources)
+    owner = owners(sources) if owner is None else owner
     for s in [*first, *score]:
         if s not in owner:  # an empty collection, or a signal no store holds
             return np.empty(0, np.int64), {}
+    if extra is None and len(first) == 1 and first.keys() == score.keys():  # one signal retrieves and ranks: its
+        # source alone answers, without the bookkeeping of a union
+        ids, scores = owner[next(iter(first))].collect(first, depth, score, scope, np.empty(0, np.int64))
+        return ids, {s: x.astype(np.float32, copy=False) for s, x in scores.items()}
     cand = np.unique(np.asarray(extra, np.int64)) if extra is not None else np.empty(0, np.int64)
     parts = []
     for src in sources:
@@ -90,18 +95,8 @@ def candidates(plan: Plan, snapshot, enc: Encoded, view: int | None, extra=None,
     fusion's weights (weight sweeps re-fuse them)."""
     first = {s: signal_query(s, plan, enc) for s in plan.first_stage} if extra is None else {}
     score = {s: signal_query(s, plan, enc) for s in plan.signals}
-    scope, depth = snapshot.scope(plan.where, view, plan.ef_search), depth or plan.depth
-    if extra is None and first.keys() == score.keys() and len(first) == 1:  # one signal retrieves and ranks:
-        # its source alone, as `gather` would ask it, without the bookkeeping of a union
-        src = snapshot.owners.get(plan.signals[0])
-        if src is None:
-            return np.empty(0, np.int64), {}
-        cand, table = src.collect(first, depth, score, scope, _NONE)
-        return cand, {s: x.astype(np.float32, copy=False) for s, x in table.items()}
-    return gather(snapshot.sources, first, depth, score, scope, extra)
-
-
-_NONE = np.empty(0, np.int64)
+    return gather(snapshot.sources, first, depth or plan.depth, score, snapshot.scope(plan.where, view, plan.ef_search),
+                  extra, snapshot.owners)
 
 
 class _Ranked:

@@ -206,8 +206,9 @@ def model_weights(recorded: dict | None, fusion: str = "weighted", normalize: st
     it (called only where it decides)."""
     recorded = recorded or {}
     if fusion == "weighted" and normalize == "minmax":
-        if "minmax_long" in recorded and (long_documents() if callable(long_documents) else long_documents):
-            return recorded["minmax_long"]
+        long = recorded.get("minmax_long")
+        if long and (long_documents() if callable(long_documents) else long_documents):
+            return long
         return recorded.get("minmax")
     if fusion == "weighted" and normalize == "none":
         return {s: w for s, w in recorded.items() if s in SIGNALS}

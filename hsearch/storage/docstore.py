@@ -111,16 +111,6 @@ class DocStore:
                             "metadata": json.loads(meta) if meta and meta != "{}" else {}, "row": row}
         return out
 
-    def chunk_texts(self, chunk_ids) -> dict[int, str]:
-        """chunk id -> text for the given chunks (those whose text is kept)."""
-        ids = [int(c) for c in chunk_ids]
-        out = {}
-        for s in range(0, len(ids), 900):
-            part = ids[s:s + 900]
-            sql = f"select chunk_id, text from chunks where chunk_id in ({','.join('?' * len(part))})"
-            out.update(self.conn.execute(sql, part).fetchall())
-        return out
-
     def chunk_records(self, start: int, end: int) -> list[tuple]:
         """(chunk id - start, chunk_no, text, doc row, doc_id, path, title, metadata) of the chunks with ids in
         [start, end): a segment's hit fields, for a merge that writes them (hsearch/storage/hitcols.py)."""
