@@ -365,7 +365,8 @@ class Collection:
         passages), `encoded_whole` by the long-context one (for whole documents; see `query_encoders`)."""
         snap = self.snapshot()
         need = {s for s in (*plan.signals, *plan.first_stage) if s != "bm25"}  # BM25 reads the query's text
-        if need:  # (a BM25 plan loads no model)
+        if need and (encoded is None or (encoded_whole is None and self.config.long_context)):  # (a BM25 plan
+            # loads no model)
             plain, whole = self.query_encoders(plan)
             flags = {s: s in need for s in ("dense", "sparse", "colbert")}
             if encoded is None:

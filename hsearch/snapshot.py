@@ -147,12 +147,14 @@ class Snapshot:
         """For each chunk id, what a hit shows of it: (doc_id, snippet, path, title, chunk_no, metadata), path and
         title None when empty; from the segments' hit columns, or from docs.sqlite for a segment written before
         them. None for a chunk whose text `optimize` purged after this (older) snapshot was opened."""
+        if len(self.segments) == 1 and self.segments[0].hits is not None and len(ids):  # an optimized collection
+            s, listed = self.segments[0], [int(i) for i in ids]
+            if s.start <= min(listed) and max(listed) < s.end:
+                return s.hits.fields([i - s.start for i in listed])
         ids = np.asarray(ids, np.int64)
         out = [None] * len(ids)
         for s, pos in self.by_segment(ids):
-            if s.hits is not None and isinstance(pos, slice):  # every id in one segment
-                return s.hits.fields(ids - s.start)
-            got = s.hits.fields(ids[pos] - s.start) if s.hits is not None else self._docs_fields(ids[pos])
+            got = s.hits.fields((ids[pos] - s.start).tolist()) if s.hits is not None else self._docs_fields(ids[pos])
             for i, f in zip(np.arange(len(ids))[pos].tolist(), got):
                 out[i] = f
         return out
@@ -164,6 +166,10 @@ class Snapshot:
                  c["metadata"]) if (c := rows.get(cid)) else None for cid in ids.tolist()]
 
     def doc_rows(self, ids: np.ndarray) -> np.ndarray:
+        if len(self.segments) == 1 and len(ids):  # an optimized collection: one gather
+            s = self.segments[0]
+            if s.start <= ids.min() and ids.max() < s.end:
+                return s.doc_rows[ids - s.start].astype(np.int64, copy=False)
         out = np.zeros(len(ids), dtype=np.int64)
         for s, pos in self.by_segment(ids):
             out[pos] = s.doc_rows[ids[pos] - s.start]

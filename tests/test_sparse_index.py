@@ -460,7 +460,7 @@ def test_compiled_equals_exhaustive_on_zipf(tmp_path, seed, quantize):
     real = sparse_module._compiled()
     assert real is not None, "numba is a dependency: the compiled loop must import"
     loops = SimpleNamespace(top_k_postings=lambda *a: ran.append(1) or real.top_k_postings(*a),
-                            exact_scores=lambda *a: ran.append(2) or real.exact_scores(*a))
+                            exact_scores=lambda *a: ran.append(2) or real.exact_scores(*a), query_terms=real.query_terms)
     spy = mock.patch.object(sparse_module, "_compiled", lambda: loops)
     some = np.concatenate([ids[rng.permutation(n)[: n // 3]], [-1, ids.max() + 1]])  # with ids it lacks
     with numpy_only():
@@ -530,7 +530,7 @@ def test_a_compiled_search_that_raises_leaves_the_next_ones_right(tmp_path):
         real.top_k_postings(*a)  # the sums are in the buffers ...
         raise MemoryError  # ... and the count of docs to zero never comes back
 
-    loops = SimpleNamespace(top_k_postings=raising, exact_scores=real.exact_scores)
+    loops = SimpleNamespace(top_k_postings=raising, exact_scores=real.exact_scores, query_terms=real.query_terms)
     with mock.patch.object(sparse_module, "_compiled", lambda: loops), pytest.raises(MemoryError):
         r.search(queries[0], 5)
     for q in queries[:6]:

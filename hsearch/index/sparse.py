@@ -300,18 +300,22 @@ class SparseReader:
         """
         if k <= 0 or not query or len(self.terms) == 0:
             return _empty()
-        qt, qw = _query_arrays(query)
-        at = np.searchsorted(self._terms, qt)
-        np.minimum(at, len(self._terms) - 1, out=at)
-        hit = self._terms[at] == qt
-        at, qw, qt = at[hit], qw[hit], qt[hit]
+        loop = _compiled() if prune else None
+        if loop is not None:
+            qt, qw, at, lo, hi, postings = loop.query_terms(self._terms, self._tp, np.fromiter(query.keys(), np.int64, len(query)),
+                                                            np.fromiter(query.values(), np.float64, len(query)))
+        else:
+            qt, qw = _query_arrays(query)
+            at = np.searchsorted(self._terms, qt)
+            np.minimum(at, len(self._terms) - 1, out=at)
+            hit = self._terms[at] == qt
+            at, qw, qt = at[hit], qw[hit], qt[hit]
+            lo, hi = self._tp[at], self._tp[at + 1]
+            postings = int((hi - lo).sum())
         if len(at) == 0:
             return _empty()
-        lo, hi = self._tp[at], self._tp[at + 1]
         n = len(self._ids)
-        loop = _compiled() if prune else None
         found = None
-        postings = int((hi - lo).sum())
         if (prune and k <= _PRUNE_MAX_K and postings >= (_PRUNE_MIN_POSTINGS if loop is None else _PRUNE_MIN_POSTINGS_COMPILED)
                 and postings >= _PRUNE_MIN_POSTINGS_PER_DOC * n and n >= max(_PRUNE_MIN_DOCS, _PRUNE_MIN_DOCS_PER_K * k)):
             found = self._search_pruned(qt, qw, at, lo, hi, k, allow)

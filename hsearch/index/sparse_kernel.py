@@ -122,3 +122,25 @@ def exact_scores(dp, dt, dw, pos, qt, qw):
                 acc += np.float64(dw[j]) * qw[lo]
         out[i] = acc
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def query_terms(terms, term_ptr, qt, qw):
+    """The query's terms that the segment holds, in ascending token order (which fixes every path's summation
+    order): (token ids, float64 weights, term indexes, posting starts, posting ends, postings in all). `terms`
+    ascending; qt/qw the query's token ids and weights in any order. What `SparseReader.search` did in a dozen
+    NumPy steps of about a microsecond each."""
+    order = np.argsort(qt, kind="mergesort")
+    n = order.shape[0]
+    ot, ow = np.empty(n, np.int64), np.empty(n, np.float64)
+    at, lo, hi = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    found, postings = 0, 0
+    for i in range(n):
+        t = qt[order[i]]
+        j = np.searchsorted(terms, t)
+        if j < terms.shape[0] and terms[j] == t:
+            ot[found], ow[found], at[found] = t, qw[order[i]], j
+            lo[found], hi[found] = term_ptr[j], term_ptr[j + 1]
+            postings += term_ptr[j + 1] - term_ptr[j]
+            found += 1
+    return ot[:found], ow[:found], at[:found], lo[:found], hi[:found], postings

@@ -186,15 +186,14 @@ def execute(plan: Plan, snapshot, enc: Encoded, enc_whole: Encoded | None = None
 def _one_view_hits(plan: Plan, snapshot, ranked: _Ranked) -> list[Hit]:
     """The hits of a plan that ranks one view: its top-k documents, best first already (ties: the smaller
     chunk id), each shown by its best chunk; their scores read in one gather per signal."""
-    at = np.fromiter(islice(ranked.best.values(), plan.k), np.int64)
+    at = np.fromiter(islice(ranked.best.values(), plan.k), np.intp)
     if not len(at):
         return []
-    fields = _fields(snapshot, ranked.cand[at])
-    signals = [(s, ranked.table[s][at].tolist()) for s in plan.signals]
-    hits = []
-    for n, (score, (doc_id, snippet, path, title, chunk, metadata)) in enumerate(zip(ranked.fused[at].tolist(), fields)):
-        hits.append(Hit(doc_id, score, {s: x[n] for s, x in signals}, snippet, path, title, chunk, metadata))
-    return hits
+    fields = _fields(snapshot, ranked.cand[at].tolist())
+    scores = zip(*(ranked.table[s][at].tolist() for s in plan.signals))
+    return [Hit(doc_id, score, dict(zip(plan.signals, signal)), snippet, path, title, chunk, metadata)
+            for score, signal, (doc_id, snippet, path, title, chunk, metadata)
+            in zip(ranked.fused[at].tolist(), scores, fields)]
 
 
 def _fields(snapshot, ids) -> list[tuple]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from hsearch.errors import InputError
 from hsearch.types import SIGNALS
@@ -105,6 +106,11 @@ def parse_mode(mode: str) -> tuple[str, ...]:
     """'dense+sparse' -> ('dense', 'sparse'); 'all' -> dense+sparse+colbert."""
     if not isinstance(mode, str) or not mode.strip():
         raise InputError("empty mode; choose from dense, sparse, colbert, bm25 joined by '+', or 'all'")
+    return _parse_mode(mode)
+
+
+@lru_cache(maxsize=256)  # a handful of modes, parsed again for every query otherwise
+def _parse_mode(mode: str) -> tuple[str, ...]:
     parts = [p.strip().lower() for p in mode.split("+")]
     out = []
     for p in parts:
