@@ -166,5 +166,7 @@ class Analyzer:
 
 def _split(text: str) -> tuple[str, list[str]]:
     """(the text with piece-script runs blanked out, those runs)."""
+    if text.isascii():  # every piece script lies outside ASCII (detect.PIECE_RUN)
+        return text, []
     runs = PIECE_RUN.findall(text)
     return (PIECE_RUN.sub(" ", text) if runs else text), runs
