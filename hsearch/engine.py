@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -32,12 +33,15 @@ from hsearch.query.plan import (
     parse_where,
 )
 from hsearch.snapshot import Snapshot
-from hsearch.storage.manifest import MANIFEST, Manifest
+from hsearch.storage.manifest import MANIFEST, CommitCount, Manifest
 from hsearch.types import VIEWS, Hit
 from hsearch.writer import IndexReport, Writer
 
 DEFAULT_COLLECTION = ".hsearch"
 LOCK_WAIT_S = 60.0
+# A reader checks the manifest at least this often even when the commit count (manifest.py, COMMITS) did not move:
+# what a writer killed between its commit and the count's update, or a collection without a count, may wait.
+REFRESH_S = 1.0
 log = logging.getLogger("hsearch")
 _OWN = object()  # Collection._write: the collection's own encoder (loaded on first use)
 
@@ -142,6 +146,8 @@ class Collection:
         self._query_encoder = None
         self._snapshot: Snapshot | None = None
         self._snapshot_key = None
+        self._commits: CommitCount | None = None  # see snapshot()
+        self._commits_seen, self._checked = None, 0.0
         self._manifest_path = str(self.folder / MANIFEST)
         self._snapshot_lock = threading.Lock()  # queries from several threads (hsearch serve) share one snapshot
         # seconds a write waits for another process's write (an index run, a server's writer) before it is refused
@@ -279,12 +285,25 @@ class Collection:
 
     # ---- reading ----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """The latest committed state (re-read when another process committed since)."""
+        """The latest committed state (re-read when another process committed since).
+
+        Whether anything committed is read from the commit count that writers keep in a shared map (manifest.py,
+        COMMITS): a memory read, where asking the file system about the manifest is a system call per query. The
+        manifest itself is still checked when the count moved, and at least every REFRESH_S seconds (a writer
+        killed between its commit and the count, or a collection without a count)."""
         with self._snapshot_lock:
+            seen = self._commits.value() if self._commits is not None else None
+            if (seen is not None and seen == self._commits_seen and self._snapshot is not None
+                    and time.monotonic() - self._checked < REFRESH_S):
+                return self._snapshot
+            self._checked = time.monotonic()
             st = os.stat(self._manifest_path)  # a str: no Path built per query
             key = (st.st_mtime_ns, st.st_size, st.st_ino)
             if self._snapshot is None or key != self._snapshot_key:
                 self._snapshot, self._snapshot_key = self._open_snapshot(), key
+                if self._commits is None:  # trusted from the next full check, which reads it before the manifest
+                    self._commits = CommitCount.open(self.folder)
+            self._commits_seen = seen  # read before the manifest: a commit after that read moves it again
             return self._snapshot
 
     def _open_snapshot(self) -> Snapshot:

@@ -308,3 +308,52 @@ def test_a_sparse_cut_holds_on_a_tie_and_returns_what_the_full_depth_returns(tmp
     for (q, k), hits in got.items():
         full = col.search(q, mode="sparse", k=k)
         assert [(h.id, h.chunk, h.score) for h in hits] == [(h.id, h.chunk, h.score) for h in full], (q, k)
+
+
+def test_queries_ask_the_file_system_nothing_until_a_writer_commits(tmp_path, monkeypatch):
+    """A reader learns of commits from the commit count the writers keep in a shared map (manifest.py, COMMITS),
+    not from a system call per query; a commit by another writer (another Collection object, as another process
+    would be) moves it, and the next query sees the new document."""
+    import hsearch.engine as engine
+
+    monkeypatch.setattr(engine, "REFRESH_S", 3600.0)  # no check for time's sake, however slow the machine
+    docs = [{"id": "dog", "text": "The dog runs in the park."}, {"id": "cat", "text": "Cats sleep all day long."}]
+    reader = open_collection(tmp_path / "c", create=True, encoder=word_encoder())
+    reader.add(docs)
+    writer = open_collection(tmp_path / "c", encoder=word_encoder())
+    assert ids(reader.search("dog park", mode="bm25")) == ["dog"]
+    ids(reader.search("dog park", mode="bm25"))  # the first full check that reads the count before the manifest
+    stats = []
+    real = engine.os.stat
+    manifest = str(tmp_path / "c" / "manifest.json")
+    monkeypatch.setattr(engine.os, "stat", lambda path, *a, **k: (str(path) == manifest and stats.append(path)) or real(path, *a, **k))
+    for _ in range(20):
+        assert ids(reader.search("dog park", mode="bm25")) == ["dog"]
+    assert stats == []
+    writer.add([{"id": "bird", "text": "A bird sings by the park."}])
+    assert set(ids(reader.search("park", mode="bm25"))) == {"dog", "bird"}
+    assert len(stats) == 1
+
+
+@pytest.mark.parametrize("lost", ["count", "file"])
+def test_a_commit_the_count_missed_is_seen_within_the_refresh(tmp_path, monkeypatch, lost):
+    """A writer killed between its commit (the manifest) and the count (`lost` count), or a count file deleted
+    under a reader (`lost` file: the reader's map keeps the old one): the reader still sees the commit, once
+    REFRESH_S has passed since its last check of the manifest."""
+    import hsearch.engine as engine
+    import hsearch.storage.manifest as manifest
+
+    monkeypatch.setattr(engine, "REFRESH_S", 3600.0)
+    reader = open_collection(tmp_path / "c", create=True, encoder=word_encoder())
+    reader.add([{"id": "dog", "text": "The dog runs in the park."}])
+    ids(reader.search("park", mode="bm25"))
+    ids(reader.search("park", mode="bm25"))
+    writer = open_collection(tmp_path / "c", encoder=word_encoder())
+    if lost == "count":
+        monkeypatch.setattr(manifest, "count_commit", lambda folder: None)
+    else:
+        (tmp_path / "c" / manifest.COMMITS).unlink()
+    writer.add([{"id": "bird", "text": "A bird sings by the park."}])
+    assert ids(reader.search("park", mode="bm25")) == ["dog"]  # the count did not move: not checked yet
+    monkeypatch.setattr(engine, "REFRESH_S", 0.0)
+    assert set(ids(reader.search("park", mode="bm25"))) == {"dog", "bird"}

@@ -6,6 +6,8 @@ it sees a complete, consistent snapshot however a writer dies.
 from __future__ import annotations
 
 import json
+import mmap
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,11 @@ from .atomic import fsync_dir, write_json_atomic
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+# 8 bytes, a count that every manifest save adds one to after the manifest is in place: readers map it and read it
+# on every query (a memory read) instead of asking the file system whether the manifest changed (a system call,
+# about a twentieth of a one-signal query: benchmarks/RESULTS.md, "Query path, session 17"). Advisory only: the
+# manifest is the commit, and a reader still checks it now and then (engine.py, REFRESH_S).
+COMMITS = "commits"
 
 
 @dataclass
@@ -70,6 +77,7 @@ class Manifest:
 
     def save(self, folder: Path) -> None:
         write_json_atomic(folder / MANIFEST, asdict(self))
+        count_commit(folder)
 
     def load_tombstones(self, folder: Path) -> tuple[np.ndarray, np.ndarray]:
         """(sorted deleted chunk ids, sorted deleted doc rows)."""
@@ -93,3 +101,33 @@ def write_tombstones(folder: Path, generation: int, chunks: np.ndarray, docs: np
     tmp.rename(folder / name)
     fsync_dir(folder)
     return name
+
+
+def count_commit(folder: Path) -> None:
+    """Add one to the collection's commit count (COMMITS), read by `CommitCount`; writers hold the write lock."""
+    fd = os.open(folder / COMMITS, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        old = os.pread(fd, 8, 0)
+        n = int.from_bytes(old, "little") + 1 if len(old) == 8 else 1
+        os.pwrite(fd, (n % 2**64).to_bytes(8, "little"), 0)
+    finally:
+        os.close(fd)
+
+
+class CommitCount:
+    """A reader's shared map of COMMITS: `value()` changes whenever a writer (in any process) commits."""
+
+    def __init__(self, folder: Path):
+        with open(folder / COMMITS, "rb") as f:  # OSError, or ValueError for a file not yet 8 bytes long
+            self._map = mmap.mmap(f.fileno(), 8, access=mmap.ACCESS_READ)
+
+    def value(self) -> bytes:
+        return self._map[:8]
+
+    @classmethod
+    def open(cls, folder: Path) -> "CommitCount | None":
+        """The count of `folder`; None where it has none yet (a collection no writer of this version committed to)."""
+        try:
+            return cls(folder)
+        except (OSError, ValueError):
+            return None
