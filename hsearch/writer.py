@@ -28,7 +28,7 @@ from hsearch.snapshot import SEGMENTS, live_mask
 from hsearch.storage import hitcols
 from hsearch.storage.atomic import fsync_tree
 from hsearch.storage.docstore import DocStore
-from hsearch.storage.manifest import Manifest, Segment, write_tombstones
+from hsearch.storage.manifest import COMMITS, Manifest, Segment, count_commit, write_tombstones
 from hsearch.types import PASSAGE, WHOLE
 
 log = logging.getLogger("hsearch")
@@ -75,6 +75,8 @@ class Writer:
             # Read under the lock: a manifest read before it can predate another process's last commit, and
             # _cleanup would then remove that commit's segment as a leftover (its documents lost).
             self.manifest = Manifest.load(folder)
+            if not (folder / COMMITS).exists():  # a collection from before the count: readers map it from now on
+                count_commit(folder)
             self.docs = DocStore(folder / "docs.sqlite")
             # one BM25 index per view, so that each has its own statistics (document count, mean length)
             views = {PASSAGE: "bm25", WHOLE: "bm25-whole"} if config.long_context else {PASSAGE: "bm25"}

@@ -357,3 +357,19 @@ def test_a_commit_the_count_missed_is_seen_within_the_refresh(tmp_path, monkeypa
     assert ids(reader.search("park", mode="bm25")) == ["dog"]  # the count did not move: not checked yet
     monkeypatch.setattr(engine, "REFRESH_S", 0.0)
     assert set(ids(reader.search("park", mode="bm25"))) == {"dog", "bird"}
+
+
+def test_a_collection_from_before_the_count_gets_one_from_its_next_writer(tmp_path):
+    """A collection written before the commit count: its readers check the manifest on every query (and see
+    commits), and the next writer, even one that commits nothing (`optimize` of one segment), adds the count."""
+    import hsearch.storage.manifest as manifest
+
+    col = open_collection(tmp_path / "c", create=True, encoder=word_encoder())
+    col.add([{"id": "dog", "text": "The dog runs in the park."}])
+    (tmp_path / "c" / manifest.COMMITS).unlink()
+    reader = open_collection(tmp_path / "c", encoder=word_encoder())
+    assert ids(reader.search("park", mode="bm25")) == ["dog"] and reader._commits is None
+    col.optimize()
+    assert (tmp_path / "c" / manifest.COMMITS).stat().st_size == 8
+    open_collection(tmp_path / "c", encoder=word_encoder()).add([{"id": "bird", "text": "A bird in the park."}])
+    assert set(ids(reader.search("park", mode="bm25"))) == {"dog", "bird"}
