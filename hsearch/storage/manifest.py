@@ -21,9 +21,9 @@ from .atomic import fsync_dir, write_json_atomic
 FORMAT = 1
 MANIFEST = "manifest.json"
 # 8 bytes, a count that every manifest save adds one to after the manifest is in place: readers map it and read it
-# on every query (a memory read) instead of asking the file system whether the manifest changed (a system call,
-# about a twentieth of a one-signal query: benchmarks/RESULTS.md, "Query path, session 17"). Advisory only: the
-# manifest is the commit, and a reader still checks it now and then (engine.py, REFRESH_S).
+# on every query (a memory read) instead of asking the file system whether the manifest changed (a system call per
+# query: benchmarks/RESULTS.md, "Query path, session 17"). Advisory only: the manifest is the commit, and a reader
+# still checks it now and then (engine.py, REFRESH_S).
 COMMITS = "commits"
 
 
