@@ -147,10 +147,9 @@ class Snapshot:
         """For each chunk id, what a hit shows of it: (doc_id, snippet, path, title, chunk_no, metadata), path and
         title None when empty; from the segments' hit columns, or from docs.sqlite for a segment written before
         them. None for a chunk whose text `optimize` purged after this (older) snapshot was opened."""
-        if len(self.segments) == 1 and self.segments[0].hits is not None and len(ids):  # an optimized collection
-            s, listed = self.segments[0], [int(i) for i in ids]
-            if s.start <= min(listed) and max(listed) < s.end:
-                return s.hits.fields([i - s.start for i in listed])
+        listed = [int(i) for i in ids]  # a few ids: Python ints, no NumPy step per hit
+        if listed and (s := self.local.holding(min(listed), max(listed))) is not None and s.hits is not None:
+            return s.hits.fields([i - s.start for i in listed])
         ids = np.asarray(ids, np.int64)
         out = [None] * len(ids)
         for s, pos in self.by_segment(ids):
@@ -166,10 +165,8 @@ class Snapshot:
                  c["metadata"]) if (c := rows.get(cid)) else None for cid in ids.tolist()]
 
     def doc_rows(self, ids: np.ndarray) -> np.ndarray:
-        if len(self.segments) == 1 and len(ids):  # an optimized collection: one gather
-            s = self.segments[0]
-            if s.start <= ids.min() and ids.max() < s.end:
-                return s.doc_rows[ids - s.start].astype(np.int64, copy=False)
+        if len(ids) and (s := self.local.holding(ids.min(), ids.max())) is not None:  # one gather
+            return s.doc_rows[ids - s.start].astype(np.int64, copy=False)
         out = np.zeros(len(ids), dtype=np.int64)
         for s, pos in self.by_segment(ids):
             out[pos] = s.doc_rows[ids[pos] - s.start]

@@ -89,13 +89,20 @@ class SegmentSource:
                 out[pos] = seg.stores[signal].score(query, ids[pos])
         return out
 
+    def holding(self, lo: int, hi: int):
+        """The one segment, where there is one (an optimized collection), if it holds every id from lo to hi; else
+        None. One range check instead of a mask per segment."""
+        if len(self.segments) == 1:
+            s = self.segments[0]
+            if s.start <= lo and hi < s.end:
+                return s
+        return None
+
     def by_segment(self, ids: np.ndarray):
         """Yield (segment readers, positions into ids: an index array, or a slice) for the ids each segment holds."""
-        if len(self.segments) == 1 and len(ids):  # an optimized collection: one range check, no mask per segment
-            s = self.segments[0]
-            if s.start <= ids.min() and ids.max() < s.end:
-                yield s, slice(None)
-                return
+        if len(ids) and (s := self.holding(ids.min(), ids.max())) is not None:
+            yield s, slice(None)
+            return
         seg = np.searchsorted(self._starts, ids, side="right") - 1
         for i, s in enumerate(self.segments):
             pos = np.nonzero((seg == i) & (ids < s.end))[0]
